@@ -1,0 +1,282 @@
+//! The session methods, decoded once from a request's name and params into a typed [`Method`].
+//! Nothing after this point looks at raw JSON again.
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::rpc::RpcError;
+use crate::rpc::envelope::json_str;
+
+/// `session.open_session`
+pub const OPEN_SESSION: &str = "session.open_session";
+/// `session.verify_session_token`
+pub const VERIFY_SESSION_TOKEN: &str = "session.verify_session_token";
+/// `session.close_session`
+pub const CLOSE_SESSION: &str = "session.close_session";
+
+/// Every method the service answers.
+pub const ALL: [&str; 3] = [OPEN_SESSION, VERIFY_SESSION_TOKEN, CLOSE_SESSION];
+
+/// The bounds an `expires_in` is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpiryLimits {
+    /// Granted when `expires_in` is absent or null.
+    pub default: u64,
+    /// The largest value accepted.
+    pub max: u64,
+}
+
+/// A call with its params checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    /// Open a session lasting `expires_in` seconds (the default already applied).
+    OpenSession {
+        /// Seconds the session lasts.
+        expires_in: u64,
+    },
+    /// Is this token active?
+    VerifySessionToken {
+        /// The token as given (any string).
+        token: String,
+    },
+    /// End this token's session.
+    CloseSession {
+        /// The token as given (any string).
+        token: String,
+    },
+}
+
+impl Method {
+    /// Decodes a call.
+    ///
+    /// # Errors
+    /// `-32601` for an unknown method name (names are case-sensitive); `-32602` for params that
+    /// do not fit the method, with a message saying what is allowed.
+    pub fn parse(
+        name: &str,
+        params: Option<&RawValue>,
+        limits: &ExpiryLimits,
+    ) -> Result<Self, RpcError> {
+        match name {
+            OPEN_SESSION => {
+                let [expires_in] = bind(name, params, ["expires_in"])?;
+                Ok(Self::OpenSession {
+                    expires_in: expires_in_param(expires_in, limits)?,
+                })
+            }
+            VERIFY_SESSION_TOKEN => {
+                let [token] = bind(name, params, ["token"])?;
+                Ok(Self::VerifySessionToken {
+                    token: token_param(token)?,
+                })
+            }
+            CLOSE_SESSION => {
+                let [token] = bind(name, params, ["token"])?;
+                Ok(Self::CloseSession {
+                    token: token_param(token)?,
+                })
+            }
+            _ => Err(RpcError::method_not_found(name)),
+        }
+    }
+
+    /// The method's name as callers spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::OpenSession { .. } => OPEN_SESSION,
+            Self::VerifySessionToken { .. } => VERIFY_SESSION_TOKEN,
+            Self::CloseSession { .. } => CLOSE_SESSION,
+        }
+    }
+}
+
+/// Matches params given by name or by position to the method's parameter `names`.
+fn bind<'a, const N: usize>(
+    method: &str,
+    params: Option<&'a RawValue>,
+    names: [&'static str; N],
+) -> Result<[Option<&'a RawValue>; N], RpcError> {
+    let mut bound = [None; N];
+    let Some(params) = params else {
+        return Ok(bound);
+    };
+    let takes = || names.join(", ");
+    if params.get().starts_with('[') {
+        let values: Vec<&RawValue> = serde_json::from_str(params.get())
+            .map_err(|e| RpcError::invalid_params(e.to_string()))?;
+        if values.len() > N {
+            return Err(RpcError::invalid_params(format!(
+                "{method} takes at most {N} positional param(s): {}",
+                takes()
+            )));
+        }
+        for (slot, value) in bound.iter_mut().zip(values) {
+            *slot = Some(value);
+        }
+        return Ok(bound);
+    }
+    let NamedParams(pairs) =
+        serde_json::from_str(params.get()).map_err(|e| RpcError::invalid_params(e.to_string()))?;
+    for (name, value) in pairs {
+        let Some(index) = names.iter().position(|n| *n == name) else {
+            let shown: String = name.chars().take(64).collect();
+            return Err(RpcError::invalid_params(format!(
+                "unknown param {shown:?}; {method} takes: {}",
+                takes()
+            )));
+        };
+        if bound[index].replace(value).is_some() {
+            return Err(RpcError::invalid_params(format!(
+                "param {name:?} is given twice"
+            )));
+        }
+    }
+    Ok(bound)
+}
+
+/// The members of a params object in order, duplicates kept so they can be refused.
+struct NamedParams<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for NamedParams<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PairsVisitor;
+        impl<'de> Visitor<'de> for PairsVisitor {
+            type Value = NamedParams<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of params")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((name, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    pairs.push((name, value));
+                }
+                Ok(NamedParams(pairs))
+            }
+        }
+        d.deserialize_map(PairsVisitor)
+    }
+}
+
+fn expires_in_param(raw: Option<&RawValue>, limits: &ExpiryLimits) -> Result<u64, RpcError> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(limits.default);
+    };
+    let text = raw.get();
+    let value = if text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<u64>().ok()
+    } else {
+        None
+    };
+    match value {
+        Some(seconds) if (1..=limits.max).contains(&seconds) => Ok(seconds),
+        _ => Err(RpcError::invalid_params(format!(
+            "expires_in must be a whole number of seconds from 1 to {}, or null for the default ({})",
+            limits.max, limits.default
+        ))),
+    }
+}
+
+fn token_param(raw: Option<&RawValue>) -> Result<String, RpcError> {
+    match raw {
+        None => Err(RpcError::invalid_params(
+            "token is required: the access_token returned by session.open_session",
+        )),
+        Some(raw) => json_str(raw).map(|s| s.into_owned()).ok_or_else(|| {
+            RpcError::invalid_params(
+                "token must be a string: the access_token returned by session.open_session",
+            )
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::error::{INVALID_PARAMS, METHOD_NOT_FOUND};
+
+    const LIMITS: ExpiryLimits = ExpiryLimits {
+        default: 2_592_000,
+        max: 31_536_000,
+    };
+
+    fn parse(name: &str, params: Option<&str>) -> Result<Method, i32> {
+        let raw: Option<&RawValue> = params.map(|p| serde_json::from_str(p).expect("json"));
+        Method::parse(name, raw, &LIMITS).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn open_session_params() {
+        let open = |e| Ok(Method::OpenSession { expires_in: e });
+        assert_eq!(parse(OPEN_SESSION, None), open(2_592_000));
+        assert_eq!(parse(OPEN_SESSION, Some("{}")), open(2_592_000));
+        assert_eq!(parse(OPEN_SESSION, Some("[]")), open(2_592_000));
+        assert_eq!(
+            parse(OPEN_SESSION, Some(r#"{"expires_in":null}"#)),
+            open(2_592_000)
+        );
+        assert_eq!(parse(OPEN_SESSION, Some(r#"{"expires_in":60}"#)), open(60));
+        assert_eq!(parse(OPEN_SESSION, Some("[60]")), open(60));
+        assert_eq!(parse(OPEN_SESSION, Some("[null]")), open(2_592_000));
+        assert_eq!(parse(OPEN_SESSION, Some("[31536000]")), open(31_536_000));
+        for bad in [
+            r#"{"expires_in":0}"#,
+            r#"{"expires_in":-1}"#,
+            r#"{"expires_in":-0}"#,
+            r#"{"expires_in":1.5}"#,
+            r#"{"expires_in":1.0}"#,
+            r#"{"expires_in":1e3}"#,
+            r#"{"expires_in":"60"}"#,
+            r#"{"expires_in":true}"#,
+            r#"{"expires_in":[60]}"#,
+            r#"{"expires_in":{}}"#,
+            r#"{"expires_in":31536001}"#,
+            r#"{"expires_in":99999999999999999999999999}"#,
+            r#"{"expires_in":60,"expires_in":60}"#,
+            r#"{"expires_in":60,"other":1}"#,
+            r#"{"ttl":60}"#,
+            "[60, 1]",
+        ] {
+            assert_eq!(parse(OPEN_SESSION, Some(bad)), Err(INVALID_PARAMS), "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_params() {
+        let t = "00890640-ec03-4663-82ce-456ea993807d";
+        for name in [VERIFY_SESSION_TOKEN, CLOSE_SESSION] {
+            let m = parse(name, Some(&format!(r#"{{"token":"{t}"}}"#))).expect("named");
+            assert_eq!(m.name(), name);
+            assert_eq!(parse(name, Some(&format!(r#"["{t}"]"#))), Ok(m));
+            for bad in [
+                None,
+                Some("{}"),
+                Some("[]"),
+                Some(r#"{"token":null}"#),
+                Some(r#"{"token":5}"#),
+                Some(r#"{"token":["x"]}"#),
+                Some(r#"{"token":"x","extra":1}"#),
+                Some(r#"["a","b"]"#),
+            ] {
+                assert_eq!(parse(name, bad), Err(INVALID_PARAMS), "{name} {bad:?}");
+            }
+        }
+        assert_eq!(
+            parse(VERIFY_SESSION_TOKEN, Some(r#"{"token":"x"}"#)),
+            Ok(Method::VerifySessionToken { token: "x".into() }),
+            "any string is a token; a malformed one is simply inactive"
+        );
+    }
+
+    #[test]
+    fn names_are_exact() {
+        for bad in [
+            "session.Open_Session",
+            "SESSION.OPEN_SESSION",
+            "open_session",
+            "",
+        ] {
+            assert_eq!(parse(bad, None), Err(METHOD_NOT_FOUND), "{bad}");
+        }
+    }
+}

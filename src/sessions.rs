@@ -1,0 +1,156 @@
+//! What each session method does against the store: open (`SET … EX … NX`, drawing a new
+//! token on the astronomically rare collision), verify (`EXISTS`), close (`DEL`). Every store
+//! call is bounded by the configured timeout, and every store failure becomes the one
+//! "session store unavailable" server error.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::methods::{ExpiryLimits, Method};
+use crate::rpc::RpcError;
+use crate::rpc::response::{JsonResult, write_json_string};
+use crate::store::{SessionStore, StoreError};
+use crate::token::{self, SessionKey};
+
+/// How many tokens `open` draws before giving up; a second draw alone is already beyond
+/// astronomically unlikely with 122 random bits.
+const OPEN_ATTEMPTS: usize = 3;
+
+/// A method's successful result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `{"access_token": …, "expires_in": …}`
+    Opened {
+        /// The new token, handed out once and never stored.
+        access_token: String,
+        /// Seconds granted.
+        expires_in: u64,
+    },
+    /// `{"active": …}`
+    Active(bool),
+    /// `true`
+    Closed,
+}
+
+impl JsonResult for Reply {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Opened {
+                access_token,
+                expires_in,
+            } => {
+                out.extend_from_slice(b"{\"access_token\":");
+                write_json_string(out, access_token);
+                out.extend_from_slice(b",\"expires_in\":");
+                out.extend_from_slice(expires_in.to_string().as_bytes());
+                out.push(b'}');
+            }
+            Self::Active(true) => out.extend_from_slice(b"{\"active\":true}"),
+            Self::Active(false) => out.extend_from_slice(b"{\"active\":false}"),
+            Self::Closed => out.extend_from_slice(b"true"),
+        }
+    }
+}
+
+/// The session methods over a store.
+pub struct Sessions<S> {
+    store: S,
+    limits: ExpiryLimits,
+    timeout: Duration,
+}
+
+impl<S: SessionStore> Sessions<S> {
+    /// Sessions kept in `store`, each store call bounded by `timeout`.
+    pub fn new(store: S, limits: ExpiryLimits, timeout: Duration) -> Self {
+        Self {
+            store,
+            limits,
+            timeout,
+        }
+    }
+
+    /// The bounds `expires_in` is checked against.
+    pub fn limits(&self) -> &ExpiryLimits {
+        &self.limits
+    }
+
+    /// The store behind the methods.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Runs one call.
+    ///
+    /// # Errors
+    /// `-32000` when the store fails or does not answer within the timeout.
+    pub async fn call(&self, method: Method) -> Result<Reply, RpcError> {
+        let outcome = match method {
+            Method::OpenSession { expires_in } => self.open(expires_in).await,
+            Method::VerifySessionToken { token } => self.verify(&token).await,
+            Method::CloseSession { token } => self.close(&token).await,
+        };
+        outcome.map_err(store_failure)
+    }
+
+    /// Whether the store answers within the timeout.
+    pub async fn ready(&self) -> bool {
+        match self.bounded(self.store.ping()).await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "session store is not ready");
+                false
+            }
+        }
+    }
+
+    async fn open(&self, expires_in: u64) -> Result<Reply, StoreError> {
+        for _ in 0..OPEN_ATTEMPTS {
+            let access_token = token::generate();
+            let key = SessionKey::of(&access_token);
+            if self.bounded(self.store.create(&key, expires_in)).await? {
+                return Ok(Reply::Opened {
+                    access_token,
+                    expires_in,
+                });
+            }
+            tracing::warn!("a freshly drawn token collided with a live session; drawing again");
+        }
+        Err(StoreError::Unsupported(
+            "could not draw an unused token; the random source is broken".to_owned(),
+        ))
+    }
+
+    async fn verify(&self, token: &str) -> Result<Reply, StoreError> {
+        if !token::is_well_formed(token) {
+            return Ok(Reply::Active(false));
+        }
+        let key = SessionKey::of(token);
+        self.bounded(self.store.exists(&key))
+            .await
+            .map(Reply::Active)
+    }
+
+    async fn close(&self, token: &str) -> Result<Reply, StoreError> {
+        if token::is_well_formed(token) {
+            let key = SessionKey::of(token);
+            self.bounded(self.store.delete(&key)).await?;
+        }
+        Ok(Reply::Closed)
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, operation)
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))?
+    }
+}
+
+/// The one place a store failure becomes a JSON-RPC error: logged with its cause, answered
+/// as a generic server error.
+fn store_failure(err: StoreError) -> RpcError {
+    tracing::warn!(error = %err, "session store call failed");
+    RpcError::store_unavailable()
+}

@@ -1,0 +1,80 @@
+//! The Redis backend: one multiplexed connection (redis-rs's `ConnectionManager`) that
+//! pipelines concurrent calls on one socket and reconnects by itself after Redis restarts.
+//! Each method is one Redis command: `SET key 1 EX ttl NX`, `EXISTS`, `DEL`, `PING`.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{SessionStore, StoreError};
+use crate::token::SessionKey;
+
+/// Redis standalone store. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl RedisStore {
+    /// A store for the Redis at `url` whose keys start with `prefix`. It connects lazily: a
+    /// Redis that is down now is used as soon as it answers.
+    ///
+    /// # Errors
+    /// [`StoreError::Redis`] when the URL is not a usable Redis URL.
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(timeout);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    fn key(&self, key: &SessionKey) -> String {
+        key.with_prefix(&self.prefix)
+    }
+}
+
+impl SessionStore for RedisStore {
+    async fn create(&self, key: &SessionKey, ttl_secs: u64) -> Result<bool, StoreError> {
+        let reply: Option<String> = redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(1)
+            .arg("EX")
+            .arg(ttl_secs)
+            .arg("NX")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(reply.is_some())
+    }
+
+    async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let count: u64 = redis::cmd("EXISTS")
+            .arg(self.key(key))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(count > 0)
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
+        let _: u64 = redis::cmd("DEL")
+            .arg(self.key(key))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+}
