@@ -1,0 +1,78 @@
+//! One contract, every store: each backend must behave as Redis does for the three commands
+//! the service uses. Add a backend by adding one test that calls [`contract`].
+
+mod common;
+
+use std::time::Duration;
+
+use sessiond::store::{MemoryStore, RedisStore, SessionStore};
+use sessiond::token::SessionKey;
+
+/// The behaviour every store must have. Uses real seconds for the TTL, as Redis's own clock
+/// is what is being tested.
+async fn contract<S: SessionStore>(store: &S) {
+    let key = SessionKey::of(&sessiond::token::generate());
+    let other = SessionKey::of(&sessiond::token::generate());
+
+    store.ping().await.expect("ping");
+    assert!(
+        !store.exists(&key).await.expect("exists"),
+        "absent at first"
+    );
+    assert!(store.create(&key, 60).await.expect("create"), "created");
+    assert!(
+        store.exists(&key).await.expect("exists"),
+        "present after create"
+    );
+    assert!(
+        !store.exists(&other).await.expect("exists"),
+        "other keys unaffected"
+    );
+    assert!(
+        !store.create(&key, 60).await.expect("create again"),
+        "never overwrites a live key"
+    );
+
+    store.delete(&key).await.expect("delete");
+    assert!(
+        !store.exists(&key).await.expect("exists"),
+        "gone after delete"
+    );
+    store
+        .delete(&key)
+        .await
+        .expect("deleting a missing key is not an error");
+    assert!(
+        store.create(&key, 60).await.expect("create"),
+        "a deleted key may be created again"
+    );
+
+    let short = SessionKey::of(&sessiond::token::generate());
+    assert!(store.create(&short, 1).await.expect("create"));
+    assert!(store.exists(&short).await.expect("exists"));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(
+        !store.exists(&short).await.expect("exists"),
+        "expired after its TTL"
+    );
+    assert!(
+        store.create(&short, 60).await.expect("create"),
+        "an expired key may be created again"
+    );
+    assert!(
+        store.exists(&key).await.expect("exists"),
+        "the long-lived key outlived the short one"
+    );
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    contract(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn redis_store_keeps_the_contract() {
+    let redis = common::RedisServer::start();
+    let store = RedisStore::new(&redis.url(), "contract:", Duration::from_secs(1)).expect("store");
+    contract(&store).await;
+}
