@@ -1,14 +1,18 @@
 //! The session store: a small trait (create if absent with a TTL, exists, delete, ping) and
 //! its backends, one file each. [`Backend`] picks one from the configuration.
 
+mod cluster;
 mod memory;
 mod redis;
+mod sentinel;
 
 use std::future::Future;
 use std::time::Duration;
 
+pub use self::cluster::ClusterStore;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
+pub use self::sentinel::SentinelStore;
 use crate::config::{RedisMode, Settings, StoreSettings};
 use crate::token::SessionKey;
 
@@ -53,6 +57,10 @@ pub enum Backend {
     Memory(MemoryStore),
     /// Redis standalone.
     Redis(RedisStore),
+    /// Redis Cluster.
+    Cluster(ClusterStore),
+    /// Redis Sentinel.
+    Sentinel(SentinelStore),
 }
 
 impl Backend {
@@ -70,9 +78,23 @@ impl Backend {
                     &settings.key_prefix,
                     settings.redis_timeout,
                 )?)),
-                mode => Err(StoreError::Unsupported(format!(
-                    "SESSIOND_REDIS_MODE={mode:?} is not supported by this build"
-                ))),
+                RedisMode::Cluster => Ok(Self::Cluster(ClusterStore::new(
+                    &redis.urls,
+                    &settings.key_prefix,
+                    settings.redis_timeout,
+                )?)),
+                RedisMode::Sentinel => match &redis.sentinel_master {
+                    Some(master) => Ok(Self::Sentinel(SentinelStore::new(
+                        &redis.urls,
+                        master,
+                        &settings.key_prefix,
+                        settings.redis_timeout,
+                    )?)),
+                    None => Err(StoreError::Unsupported(
+                        "SESSIOND_REDIS_SENTINEL_MASTER must name the master in sentinel mode"
+                            .to_owned(),
+                    )),
+                },
             },
         }
     }
@@ -82,6 +104,8 @@ impl Backend {
         match self {
             Self::Memory(_) => "memory",
             Self::Redis(_) => "redis",
+            Self::Cluster(_) => "redis-cluster",
+            Self::Sentinel(_) => "redis-sentinel",
         }
     }
 }
@@ -91,6 +115,8 @@ impl SessionStore for Backend {
         match self {
             Self::Memory(s) => s.create(key, ttl_secs).await,
             Self::Redis(s) => s.create(key, ttl_secs).await,
+            Self::Cluster(s) => s.create(key, ttl_secs).await,
+            Self::Sentinel(s) => s.create(key, ttl_secs).await,
         }
     }
 
@@ -98,6 +124,8 @@ impl SessionStore for Backend {
         match self {
             Self::Memory(s) => s.exists(key).await,
             Self::Redis(s) => s.exists(key).await,
+            Self::Cluster(s) => s.exists(key).await,
+            Self::Sentinel(s) => s.exists(key).await,
         }
     }
 
@@ -105,6 +133,8 @@ impl SessionStore for Backend {
         match self {
             Self::Memory(s) => s.delete(key).await,
             Self::Redis(s) => s.delete(key).await,
+            Self::Cluster(s) => s.delete(key).await,
+            Self::Sentinel(s) => s.delete(key).await,
         }
     }
 
@@ -112,6 +142,8 @@ impl SessionStore for Backend {
         match self {
             Self::Memory(s) => s.ping().await,
             Self::Redis(s) => s.ping().await,
+            Self::Cluster(s) => s.ping().await,
+            Self::Sentinel(s) => s.ping().await,
         }
     }
 }

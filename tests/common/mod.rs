@@ -69,20 +69,32 @@ impl RedisServer {
         Self::start_with(&["--save", "", "--appendonly", "no"])
     }
 
-    /// Starts a Redis with extra `redis-server` arguments.
-    pub fn start_with(args: &[&str]) -> Self {
+    /// Starts a Redis with no persistence on a given port.
+    pub fn start_at(port: u16) -> Self {
+        let mut server = Self::new(&["--save", "", "--appendonly", "no"]);
+        server.port = port;
+        assert!(server.launch(), "redis-server on port {port}");
+        server
+    }
+
+    fn new(args: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "sessiond-test-redis-{}-{}",
             std::process::id(),
             free_port()
         ));
         std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut server = Self {
+        Self {
             child: None,
             port: 0,
             dir,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
-        };
+        }
+    }
+
+    /// Starts a Redis with extra `redis-server` arguments.
+    pub fn start_with(args: &[&str]) -> Self {
+        let mut server = Self::new(args);
         for _ in 0..5 {
             server.port = free_port();
             if server.launch() {
@@ -183,7 +195,7 @@ fn wait_for_pong(port: u16, within: Duration) -> bool {
             let mut buf = [0u8; 7];
             if stream.write_all(b"PING\r\n").is_ok()
                 && stream.read_exact(&mut buf).is_ok()
-                && &buf == b"+PONG\r\n"
+                && (&buf == b"+PONG\r\n" || buf.starts_with(b"-NOAUTH"))
             {
                 return true;
             }
