@@ -10,11 +10,11 @@
 # the Helm chart and .ci/run (same port, same release build); CI has no Docker engine, so the
 # image itself is built by whoever publishes it.
 
-ARG RUST_IMAGE=rust:1-slim-bookworm
-ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
-
 # ---- build -----------------------------------------------------------------------------------
-FROM ${RUST_IMAGE} AS builder
+FROM rust:1-slim-bookworm AS builder
+# build.rs records the git revision; .git is not in the build context, so pass it in:
+#   docker build --build-arg SESSIOND_GIT_REVISION=$(git rev-parse --short=12 HEAD) -t sessiond:0.1.0 .
+ARG SESSIOND_GIT_REVISION
 WORKDIR /src
 COPY . .
 # Exactly the release build CI runs and tests. The cache mounts keep the crate registry and
@@ -27,9 +27,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/sessiond /out/sessiond
 
 # ---- runtime ---------------------------------------------------------------------------------
-# distroless/cc: glibc, libgcc, CA certificates, tzdata; nothing else. Built on Debian 12, the
-# same glibc as the bookworm builder above.
-FROM ${RUNTIME_IMAGE}
+# distroless/cc: glibc, libgcc, libstdc++, libssl, CA certificates, tzdata; no shell. Debian 12, the same
+# glibc as the bookworm builder above. ":nonroot" defaults to uid 65532.
+FROM gcr.io/distroless/cc-debian12:nonroot
 LABEL org.opencontainers.image.title="sessiond" \
       org.opencontainers.image.description="Stateless JSON-RPC session-token service backed by Redis" \
       org.opencontainers.image.licenses="MIT"

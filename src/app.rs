@@ -4,8 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::auth::ApiKeys;
 use crate::config::Settings;
 use crate::methods::ExpiryLimits;
+use crate::metrics::Metrics;
 use crate::redact::redact_url;
 use crate::sessions::Sessions;
 use crate::store::{Backend, StoreError};
@@ -33,6 +35,12 @@ pub struct App {
     pub sessions: Sessions<Backend>,
     /// Request limits.
     pub limits: HttpLimits,
+    /// The metrics registry, shared with `sessions`.
+    pub metrics: Arc<Metrics>,
+    /// Caller authentication; `None` lets every caller in.
+    pub auth: Option<ApiKeys>,
+    /// Whether `/metrics` needs an API key too.
+    pub metrics_auth: bool,
 }
 
 impl App {
@@ -57,8 +65,17 @@ impl App {
             default: settings.default_expires_in,
             max: settings.max_expires_in,
         };
+        let metrics = Arc::new(Metrics::new(backend.kind()));
+        if let Some(keys) = &settings.api_keys {
+            let names: Vec<&str> = keys.names().collect();
+            tracing::info!(?names, "callers must present an API key");
+        }
         Ok(Arc::new(Self {
-            sessions: Sessions::new(backend, limits, settings.redis_timeout),
+            sessions: Sessions::new(backend, limits, settings.redis_timeout)
+                .with_metrics(metrics.clone()),
+            metrics,
+            auth: settings.api_keys.clone(),
+            metrics_auth: settings.metrics_auth,
             limits: HttpLimits {
                 max_body_bytes: settings.max_body_bytes,
                 max_batch: settings.max_batch,

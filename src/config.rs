@@ -12,6 +12,7 @@ use config::{Config, Environment, File, FileFormat};
 use redis::IntoConnectionInfo;
 use serde::Deserialize;
 
+use crate::auth::ApiKeys;
 use crate::redact::redact_url;
 
 /// Everything the service needs to know at start-up.
@@ -31,8 +32,8 @@ pub struct Settings {
     pub redis_timeout: Duration,
     /// Log line format.
     pub log_format: LogFormat,
-    /// Raw `SESSIOND_API_KEYS`, checked by [`crate::app`] at start-up.
-    pub api_keys: Option<String>,
+    /// Caller authentication (`SESSIOND_API_KEYS`); `None` means none.
+    pub api_keys: Option<ApiKeys>,
     /// Whether `/metrics` requires an API key too (`SESSIOND_METRICS_AUTH`).
     pub metrics_auth: bool,
     /// Largest request body accepted; larger ones are 413.
@@ -214,7 +215,16 @@ impl Settings {
                     });
                 }
             },
-            api_keys: raw.api_keys.filter(|keys| !keys.trim().is_empty()),
+            api_keys: raw
+                .api_keys
+                .filter(|keys| !keys.trim().is_empty())
+                .map(|keys| {
+                    ApiKeys::parse(&keys).map_err(|reason| ConfigError::Invalid {
+                        var: "SESSIOND_API_KEYS",
+                        reason,
+                    })
+                })
+                .transpose()?,
             metrics_auth: boolean("SESSIOND_METRICS_AUTH", raw.metrics_auth, false)?,
             max_body_bytes: size("SESSIOND_MAX_BODY_BYTES", raw.max_body_bytes, 1_048_576)?,
             max_batch: size("SESSIOND_MAX_BATCH", raw.max_batch, 1_000)?,
@@ -383,7 +393,8 @@ mod tests {
         assert_eq!(s.redis_timeout, Duration::from_millis(250));
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!((s.max_body_bytes, s.max_batch), (4096, 7));
-        assert_eq!(s.api_keys.as_deref(), Some("gw:secret"));
+        let keys = s.api_keys.expect("keys");
+        assert_eq!(keys.names().collect::<Vec<_>>(), ["gw"]);
     }
 
     #[test]
@@ -417,6 +428,11 @@ mod tests {
                 "SESSIOND_REDIS_SENTINEL_MASTER:",
             ),
             (&[("SESSIOND_REDIS_MODE", "cluster")], "SESSIOND_REDIS_URL:"),
+            (&[("SESSIOND_API_KEYS", "nameonly")], "SESSIOND_API_KEYS:"),
+            (
+                &[("SESSIOND_METRICS_AUTH", "maybe")],
+                "SESSIOND_METRICS_AUTH:",
+            ),
             (
                 &[("SESSIOND_REDIS_URL", "redis://h:1,redis://h:2")],
                 "SESSIOND_REDIS_URL:",

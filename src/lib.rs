@@ -13,9 +13,12 @@
 //! - [`routes`] and [`server`]: the HTTP surface and the connection loop with graceful shutdown.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod healthcheck;
 pub mod methods;
+pub mod metrics;
+pub mod openrpc;
 pub mod redact;
 pub mod routes;
 pub mod rpc;

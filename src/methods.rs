@@ -15,8 +15,14 @@ pub const VERIFY_SESSION_TOKEN: &str = "session.verify_session_token";
 /// `session.close_session`
 pub const CLOSE_SESSION: &str = "session.close_session";
 
-/// Every method the service answers.
-pub const ALL: [&str; 3] = [OPEN_SESSION, VERIFY_SESSION_TOKEN, CLOSE_SESSION];
+/// `rpc.discover`: the OpenRPC document describing the methods above.
+pub const DISCOVER: &str = "rpc.discover";
+
+/// The session methods the OpenRPC document describes (`rpc.discover` describes them).
+pub const SESSION_METHODS: [&str; 3] = [OPEN_SESSION, VERIFY_SESSION_TOKEN, CLOSE_SESSION];
+
+/// Every method name the service dispatches.
+pub const ALL: [&str; 4] = [OPEN_SESSION, VERIFY_SESSION_TOKEN, CLOSE_SESSION, DISCOVER];
 
 /// The bounds an `expires_in` is checked against.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +51,8 @@ pub enum Method {
         /// The token as given (any string).
         token: String,
     },
+    /// Describe the service (OpenRPC).
+    Discover,
 }
 
 impl Method {
@@ -77,6 +85,10 @@ impl Method {
                     token: token_param(token)?,
                 })
             }
+            DISCOVER => {
+                let [] = bind(name, params, [])?;
+                Ok(Self::Discover)
+            }
             _ => Err(RpcError::method_not_found(name)),
         }
     }
@@ -87,6 +99,7 @@ impl Method {
             Self::OpenSession { .. } => OPEN_SESSION,
             Self::VerifySessionToken { .. } => VERIFY_SESSION_TOKEN,
             Self::CloseSession { .. } => CLOSE_SESSION,
+            Self::Discover => DISCOVER,
         }
     }
 }

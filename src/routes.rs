@@ -1,16 +1,26 @@
-//! The HTTP surface: `POST /` (JSON-RPC), `GET /healthz`, `GET /readyz`. Bodies are read
-//! under a size limit (413 before buffering more than the limit) and a time limit.
+//! The HTTP surface: `POST /` (JSON-RPC), `GET /healthz`, `GET /readyz`, `GET /metrics`,
+//! `GET /openrpc.json`. Each request gets a span with its request id (taken from
+//! `X-Request-Id` or made up, and echoed); JSON-RPC calls need an API key when keys are
+//! configured; bodies are read under a size limit (413 before buffering more than the limit)
+//! and a time limit.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::header::{
+    ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
+use tracing::Instrument;
 
 use crate::app::App;
+use crate::metrics::{self, CallerLabels, GaugeGuard};
+use crate::openrpc;
 use crate::rpc::RpcError;
 use crate::rpc::dispatch::handle_body;
 use crate::rpc::response::error_body;
@@ -18,14 +28,41 @@ use crate::rpc::response::error_body;
 /// Every response body: whole, in memory.
 pub type Body = Full<Bytes>;
 
+const REQUEST_ID: &str = "x-request-id";
+
 /// Routes one request.
 ///
 /// # Errors
 /// Never: every failure is an HTTP response.
 pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let _in_flight = GaugeGuard::new(&app.metrics.in_flight);
+    let request_id = request_id(req.headers());
+    let span = tracing::info_span!(
+        "request",
+        request_id = request_id.to_str().unwrap_or_default(),
+        method = %req.method(),
+        path = req.uri().path(),
+        caller = tracing::field::Empty,
+    );
+    let mut response = answer(&app, req).instrument(span.clone()).await;
+    tracing::debug!(
+        parent: &span,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request finished"
+    );
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    Ok(response)
+}
+
+async fn answer(app: &App, req: Request<Incoming>) -> Response<Body> {
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
-    let response = match req.uri().path() {
-        "/" if req.method() == Method::POST => rpc(&app, req).await,
+    match req.uri().path() {
+        "/" if req.method() == Method::POST => match refusal(app, req.headers()) {
+            None => rpc(app, req).await,
+            Some(refused) => refused,
+        },
         "/" => method_not_allowed("POST"),
         "/healthz" if get => text(StatusCode::OK, "ok\n"),
         "/readyz" if get => {
@@ -38,22 +75,84 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bod
                 )
             }
         }
-        "/healthz" | "/readyz" => method_not_allowed("GET, HEAD"),
+        "/metrics" if get => {
+            if app.metrics_auth {
+                if let Some(refused) = refusal(app, req.headers()) {
+                    return refused;
+                }
+            }
+            let mut response = Response::new(Body::from(app.metrics.render()));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            response
+        }
+        "/openrpc.json" if get => json(StatusCode::OK, openrpc::DOCUMENT.as_bytes().to_vec()),
+        "/healthz" | "/readyz" | "/metrics" | "/openrpc.json" => method_not_allowed("GET, HEAD"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The caller's request id when it is a sane header value, otherwise a new one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    if let Some(given) = headers.get(REQUEST_ID) {
+        let sane = given.len() <= 128 && given.as_bytes().iter().all(u8::is_ascii_graphic);
+        if sane && !given.is_empty() {
+            return given.clone();
+        }
+    }
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let made = format!("{:08x}-{n:x}", boot_id());
+    HeaderValue::from_str(&made).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// A random number fixed for the life of the process, so request ids differ across replicas.
+fn boot_id() -> u32 {
+    static BOOT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(|| uuid::Uuid::new_v4().as_u128() as u32)
+}
+
+/// `None` lets the request through (no keys configured, or the headers carry a valid one);
+/// otherwise the 401 to answer with.
+fn refusal(app: &App, headers: &HeaderMap) -> Option<Response<Body>> {
+    let Some(keys) = &app.auth else {
+        return None;
     };
-    Ok(response)
+    match keys.authenticate(headers) {
+        Some(caller) => {
+            tracing::Span::current().record("caller", caller);
+            app.metrics
+                .caller_requests
+                .get_or_create(&CallerLabels {
+                    caller: caller.to_owned(),
+                })
+                .inc();
+            None
+        }
+        None => {
+            app.metrics.unauthorized.inc();
+            tracing::info!("refused a call without a valid API key");
+            let mut response = json(
+                StatusCode::UNAUTHORIZED,
+                error_body(&RpcError::unauthorized()),
+            );
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sessiond\""),
+            );
+            Some(response)
+        }
+    }
 }
 
 async fn rpc(app: &App, req: Request<Incoming>) -> Response<Body> {
     let limit = app.limits.max_body_bytes;
     let too_large = || {
         let error = RpcError::invalid_request(format!("the body is larger than {limit} bytes"));
-        let mut response = json(StatusCode::PAYLOAD_TOO_LARGE, error_body(&error));
         // The rest of the body is not read, so the connection cannot be reused.
-        response
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-        response
+        closing(json(StatusCode::PAYLOAD_TOO_LARGE, error_body(&error)))
     };
     let declared = req
         .headers()

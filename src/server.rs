@@ -46,12 +46,15 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, limit = app.limits.max_connections, "connection limit reached; closing new connection");
+            app.metrics.connections_refused.inc();
             drop(stream);
             continue;
         };
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "could not set TCP_NODELAY");
         }
+        let open = app.metrics.connections.clone();
+        open.inc();
         let app = app.clone();
         let service = service_fn(move |req| routes::route(app.clone(), req));
         let connection = graceful.watch(
@@ -63,6 +66,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
             if let Err(err) = connection.await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
+            open.dec();
             drop(permit);
         });
     }

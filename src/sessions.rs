@@ -4,9 +4,12 @@
 //! "session store unavailable" server error.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::methods::{ExpiryLimits, Method};
+use crate::metrics::{Metrics, Operation};
+use crate::openrpc;
 use crate::rpc::RpcError;
 use crate::rpc::response::{JsonResult, write_json_string};
 use crate::store::{SessionStore, StoreError};
@@ -30,6 +33,8 @@ pub enum Reply {
     Active(bool),
     /// `true`
     Closed,
+    /// The OpenRPC document, as JSON text.
+    Document(&'static str),
 }
 
 impl JsonResult for Reply {
@@ -48,6 +53,7 @@ impl JsonResult for Reply {
             Self::Active(true) => out.extend_from_slice(b"{\"active\":true}"),
             Self::Active(false) => out.extend_from_slice(b"{\"active\":false}"),
             Self::Closed => out.extend_from_slice(b"true"),
+            Self::Document(json) => out.extend_from_slice(json.as_bytes()),
         }
     }
 }
@@ -57,6 +63,7 @@ pub struct Sessions<S> {
     store: S,
     limits: ExpiryLimits,
     timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl<S: SessionStore> Sessions<S> {
@@ -66,7 +73,19 @@ impl<S: SessionStore> Sessions<S> {
             store,
             limits,
             timeout,
+            metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// Records store operations (and, through [`Sessions::metrics`], calls) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Where calls and store operations are counted.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The bounds `expires_in` is checked against.
@@ -88,13 +107,14 @@ impl<S: SessionStore> Sessions<S> {
             Method::OpenSession { expires_in } => self.open(expires_in).await,
             Method::VerifySessionToken { token } => self.verify(&token).await,
             Method::CloseSession { token } => self.close(&token).await,
+            Method::Discover => Ok(Reply::Document(openrpc::DOCUMENT)),
         };
         outcome.map_err(store_failure)
     }
 
     /// Whether the store answers within the timeout.
     pub async fn ready(&self) -> bool {
-        match self.bounded(self.store.ping()).await {
+        match self.bounded(Operation::ping, self.store.ping()).await {
             Ok(()) => true,
             Err(err) => {
                 tracing::warn!(error = %err, "session store is not ready");
@@ -107,7 +127,10 @@ impl<S: SessionStore> Sessions<S> {
         for _ in 0..OPEN_ATTEMPTS {
             let access_token = token::generate();
             let key = SessionKey::of(&access_token);
-            if self.bounded(self.store.create(&key, expires_in)).await? {
+            if self
+                .bounded(Operation::create, self.store.create(&key, expires_in))
+                .await?
+            {
                 return Ok(Reply::Opened {
                     access_token,
                     expires_in,
@@ -125,7 +148,7 @@ impl<S: SessionStore> Sessions<S> {
             return Ok(Reply::Active(false));
         }
         let key = SessionKey::of(token);
-        self.bounded(self.store.exists(&key))
+        self.bounded(Operation::exists, self.store.exists(&key))
             .await
             .map(Reply::Active)
     }
@@ -133,18 +156,30 @@ impl<S: SessionStore> Sessions<S> {
     async fn close(&self, token: &str) -> Result<Reply, StoreError> {
         if token::is_well_formed(token) {
             let key = SessionKey::of(token);
-            self.bounded(self.store.delete(&key)).await?;
+            self.bounded(Operation::delete, self.store.delete(&key))
+                .await?;
         }
         Ok(Reply::Closed)
     }
 
+    /// Runs a store operation under the timeout, and counts it.
     async fn bounded<T>(
         &self,
-        operation: impl Future<Output = Result<T, StoreError>>,
+        operation: Operation,
+        call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        tokio::time::timeout(self.timeout, operation)
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.timeout, call)
             .await
-            .map_err(|_| StoreError::Timeout(self.timeout))?
+            .unwrap_or(Err(StoreError::Timeout(self.timeout)));
+        let failure = match &outcome {
+            Ok(_) => None,
+            Err(StoreError::Timeout(_)) => Some("timeout"),
+            Err(_) => Some("error"),
+        };
+        self.metrics
+            .store_operation(operation, started.elapsed(), failure);
+        outcome
     }
 }
 

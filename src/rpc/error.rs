@@ -34,6 +34,20 @@ impl RpcError {
         }
     }
 
+    /// The code as a metrics label.
+    pub fn code_label(&self) -> &'static str {
+        match self.code {
+            PARSE_ERROR => "-32700",
+            INVALID_REQUEST => "-32600",
+            METHOD_NOT_FOUND => "-32601",
+            INVALID_PARAMS => "-32602",
+            INTERNAL_ERROR => "-32603",
+            STORE_UNAVAILABLE => "-32000",
+            UNAUTHORIZED => "-32001",
+            _ => "other",
+        }
+    }
+
     /// `-32700`: the body is not JSON.
     pub fn parse_error() -> Self {
         Self::new(PARSE_ERROR, "Parse error: the body is not valid JSON")

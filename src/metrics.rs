@@ -1,0 +1,262 @@
+//! Prometheus metrics, one registry per app (no global state, so tests and benchmarks can
+//! run several apps in one process). Served at `GET /metrics` in the OpenMetrics text format,
+//! which Prometheus scrapes natively.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of a JSON-RPC call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// The method's name, `unknown` for a name that is not a method, `invalid` when the
+    /// request was not valid enough to have one.
+    pub method: &'static str,
+    /// `result`, or the error code.
+    pub outcome: &'static str,
+}
+
+/// Labels naming a method.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// As in [`CallLabels::method`].
+    pub method: &'static str,
+}
+
+/// A store operation.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Operation {
+    /// `SET … EX … NX`
+    create,
+    /// `EXISTS`
+    exists,
+    /// `DEL`
+    delete,
+    /// `PING`
+    ping,
+}
+
+/// Labels of a store operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// Which operation.
+    pub operation: Operation,
+}
+
+/// Labels of a failed store operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreErrorLabels {
+    /// Which operation.
+    pub operation: Operation,
+    /// `timeout` or `error`.
+    pub kind: &'static str,
+}
+
+/// Labels naming a caller (the API key's name, or `anonymous` without authentication).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallerLabels {
+    /// Who called.
+    pub caller: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~1.6 s, doubling.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// Every metric the service exports.
+pub struct Metrics {
+    registry: Registry,
+    /// `sessiond_rpc_calls_total{method,outcome}`
+    pub calls: Family<CallLabels, Counter>,
+    /// `sessiond_rpc_call_duration_seconds{method}`
+    pub call_duration: HistogramFamily<MethodLabels>,
+    /// `sessiond_batch_size` (calls per batch request)
+    pub batch_size: Histogram,
+    /// `sessiond_store_operation_duration_seconds{operation}`
+    pub store_duration: HistogramFamily<OperationLabels>,
+    /// `sessiond_store_errors_total{operation,kind}`
+    pub store_errors: Family<StoreErrorLabels, Counter>,
+    /// `sessiond_store_up`: 1 when the last store operation succeeded.
+    pub store_up: Gauge,
+    /// `sessiond_http_requests_in_flight`
+    pub in_flight: Gauge,
+    /// `sessiond_http_connections_open`
+    pub connections: Gauge,
+    /// `sessiond_http_connections_refused_total` (over the connection limit)
+    pub connections_refused: Counter,
+    /// `sessiond_caller_requests_total{caller}`
+    pub caller_requests: Family<CallerLabels, Counter>,
+    /// `sessiond_unauthorized_requests_total`
+    pub unauthorized: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new("unknown")
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric, and `sessiond_build_info` naming this build and `store`.
+    pub fn new(store: &'static str) -> Self {
+        let mut registry = Registry::with_prefix("sessiond");
+        let metrics = Self {
+            calls: Family::default(),
+            call_duration: Family::new_with_constructor(latency_histogram),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            store_duration: Family::new_with_constructor(latency_histogram),
+            store_errors: Family::default(),
+            store_up: Gauge::default(),
+            in_flight: Gauge::default(),
+            connections: Gauge::default(),
+            connections_refused: Counter::default(),
+            caller_requests: Family::default(),
+            unauthorized: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "build",
+            "Version and git revision of this build, and the store in use",
+            Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                (
+                    "revision",
+                    option_env!("SESSIOND_GIT_REVISION").unwrap_or("unknown"),
+                ),
+                ("store", store),
+            ]),
+        );
+        registry.register(
+            "rpc_calls",
+            "JSON-RPC calls answered, by method and outcome (result or error code)",
+            metrics.calls.clone(),
+        );
+        registry.register_with_unit(
+            "rpc_call_duration",
+            "Time to answer one JSON-RPC call, by method",
+            Unit::Seconds,
+            metrics.call_duration.clone(),
+        );
+        registry.register(
+            "batch_size",
+            "Entries per JSON-RPC batch request",
+            metrics.batch_size.clone(),
+        );
+        registry.register_with_unit(
+            "store_operation_duration",
+            "Time of one session store operation, by operation",
+            Unit::Seconds,
+            metrics.store_duration.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Session store operations that failed or timed out",
+            metrics.store_errors.clone(),
+        );
+        registry.register(
+            "store_up",
+            "1 when the last session store operation succeeded, 0 when it failed",
+            metrics.store_up.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being answered now",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "http_connections_open",
+            "Client connections open now",
+            metrics.connections.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections closed at once because SESSIOND_MAX_CONNECTIONS were open",
+            metrics.connections_refused.clone(),
+        );
+        registry.register(
+            "caller_requests",
+            "JSON-RPC HTTP requests by authenticated caller",
+            metrics.caller_requests.clone(),
+        );
+        registry.register(
+            "unauthorized_requests",
+            "Requests refused with 401 for a missing or wrong API key",
+            metrics.unauthorized.clone(),
+        );
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Records one store operation's duration and outcome.
+    pub fn store_operation(
+        &self,
+        operation: Operation,
+        took: Duration,
+        failure: Option<&'static str>,
+    ) {
+        self.store_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(took.as_secs_f64());
+        match failure {
+            None => {
+                self.store_up.set(1);
+            }
+            Some(kind) => {
+                self.store_errors
+                    .get_or_create(&StoreErrorLabels { operation, kind })
+                    .inc();
+                self.store_up.set(0);
+            }
+        }
+    }
+
+    /// Records one answered call.
+    pub fn call(&self, method: &'static str, outcome: &'static str, took: Duration) {
+        self.calls
+            .get_or_create(&CallLabels { method, outcome })
+            .inc();
+        self.call_duration
+            .get_or_create(&MethodLabels { method })
+            .observe(took.as_secs_f64());
+    }
+}
+
+/// Keeps a gauge raised while alive.
+pub struct GaugeGuard<'a>(&'a Gauge);
+
+impl<'a> GaugeGuard<'a> {
+    /// Raises `gauge` until the guard is dropped.
+    pub fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
