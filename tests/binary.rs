@@ -4,77 +4,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{RedisServer, free_port};
-
-fn sessiond() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sessiond"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    command
-}
-
-fn start(vars: &[(&str, &str)]) -> (Child, u16) {
-    let port = free_port();
-    let child = sessiond()
-        .env("SESSIOND_LISTEN", format!("127.0.0.1:{port}"))
-        .envs(vars.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sessiond");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "sessiond did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, port)
-}
-
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sessiond did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn post(port: u16, body: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
-}
+use common::RedisServer;
+use common::process::{json_body, post, sessiond, signal, start, stop_and_collect_logs, wait_exit};
 
 #[test]
 fn bad_configuration_stops_start_up_with_one_clear_line() {
@@ -198,12 +132,10 @@ fn logs_carry_no_token_and_no_credentials() {
         port,
         r#"{"jsonrpc":"2.0","method":"session.open_session","params":{"expires_in":60},"id":1}"#,
     );
-    let body = answer.split("\r\n\r\n").nth(1).expect("body");
-    let token =
-        serde_json::from_str::<serde_json::Value>(body).expect("json")["result"]["access_token"]
-            .as_str()
-            .expect("token")
-            .to_owned();
+    let token = json_body(&answer)["result"]["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     for method in ["session.verify_session_token", "session.close_session"] {
         let answer = post(
             port,
@@ -213,21 +145,7 @@ fn logs_carry_no_token_and_no_credentials() {
         );
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
-    signal(&child, "-TERM");
-    wait_exit(&mut child, Duration::from_secs(10));
-    let mut logs = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut logs)
-        .expect("logs");
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut logs)
-        .expect("logs");
+    let logs = stop_and_collect_logs(&mut child);
     assert!(
         logs.contains("sessiond is listening"),
         "logs were captured: {logs}"
@@ -238,4 +156,97 @@ fn logs_carry_no_token_and_no_credentials() {
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
+}
+
+/// Reads one HTTP/1.1 response (headers and a Content-Length body) from a keep-alive
+/// connection. `Ok(None)` when the server closed the connection before sending anything.
+fn read_response(
+    stream: &mut std::io::BufReader<TcpStream>,
+) -> std::io::Result<Option<(String, String)>> {
+    use std::io::{BufRead, Read};
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if stream.read_line(&mut line)? == 0 {
+            if head.is_empty() {
+                return Ok(None);
+            }
+            return Err(std::io::Error::other(format!("truncated head: {head}")));
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().to_owned())
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body)?;
+    Ok(Some((head, String::from_utf8_lossy(&body).into_owned())))
+}
+
+#[test]
+fn sigterm_under_load_answers_every_received_request_and_exits_zero() {
+    use std::io::Write;
+    let redis = RedisServer::start();
+    let (mut child, port) = start(&[
+        ("SESSIOND_REDIS_URL", &redis.url()),
+        ("SESSIOND_SHUTDOWN_TIMEOUT_MS", "5000"),
+    ]);
+    let request = {
+        let body = r#"{"jsonrpc":"2.0","method":"session.open_session","params":{"expires_in":60},"id":1}"#;
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let request = request.clone();
+            std::thread::spawn(move || {
+                let mut answered = 0u32;
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while std::time::Instant::now() < deadline {
+                    let Ok(stream) = TcpStream::connect(("127.0.0.1", port)) else {
+                        return answered; // the listener is closed: shutdown has begun
+                    };
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(10)))
+                        .expect("timeout");
+                    let mut writer = stream.try_clone().expect("clone");
+                    let mut reader = std::io::BufReader::new(stream);
+                    loop {
+                        if writer.write_all(request.as_bytes()).is_err() {
+                            break; // closed between requests: never received
+                        }
+                        match read_response(&mut reader) {
+                            Ok(Some((head, body))) => {
+                                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                                let answer: serde_json::Value =
+                                    serde_json::from_str(&body).expect("a complete JSON body");
+                                assert!(answer["result"]["access_token"].is_string(), "{answer}");
+                                answered += 1;
+                            }
+                            Ok(None) => break, // closed before this request was read
+                            Err(e) => panic!("a response was cut off: {e}"),
+                        }
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    signal(&child, "-TERM");
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    let answered: u32 = workers.into_iter().map(|w| w.join().expect("worker")).sum();
+    assert!(answered > 50, "the load ran: {answered} answers");
+    assert_eq!(status.code(), Some(0));
 }

@@ -142,3 +142,156 @@ async fn redis_absent_at_start_up_is_used_once_it_appears() {
     let token = app.open(None).await;
     assert!(app.verify(&token).await);
 }
+
+/// What a load loop saw: how many calls got a result, how many the store error, the slowest
+/// answer, and when the last store error was seen.
+#[derive(Default, Debug)]
+struct LoadReport {
+    results: u64,
+    store_errors: u64,
+    slowest: Duration,
+    last_error: Option<Instant>,
+}
+
+/// Runs `workers` concurrent loops of verify (and every tenth an open) until `stop_at`.
+/// Panics on any answer that is neither a result nor -32000: no hang, no dropped connection.
+async fn load(app: &TestApp, token: &str, workers: usize, stop_at: Instant) -> LoadReport {
+    let loops = (0..workers).map(|worker| async move {
+        let mut report = LoadReport::default();
+        let mut i = 0u64;
+        while Instant::now() < stop_at {
+            i += 1;
+            let started = Instant::now();
+            let answer = if (i + worker as u64) % 10 == 0 {
+                app.call("session.open_session", json!({"expires_in": 60}))
+                    .await
+            } else {
+                app.call("session.verify_session_token", json!({"token": token}))
+                    .await
+            };
+            report.slowest = report.slowest.max(started.elapsed());
+            if answer.get("result").is_some() {
+                report.results += 1;
+            } else {
+                assert_store_unavailable(&answer);
+                report.store_errors += 1;
+                report.last_error = Some(Instant::now());
+            }
+        }
+        report
+    });
+    let mut total = LoadReport::default();
+    for report in futures_util::future::join_all(loops).await {
+        total.results += report.results;
+        total.store_errors += report.store_errors;
+        total.slowest = total.slowest.max(report.slowest);
+        total.last_error = total.last_error.max(report.last_error);
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_under_concurrent_load() {
+    let mut redis = RedisServer::start();
+    let app = app_on(&redis.url()).await;
+    let token = app.open(None).await;
+    let started = Instant::now();
+    let stop_at = started + Duration::from_secs(6);
+    let (report, restarted_at) = tokio::join!(load(&app, &token, 32, stop_at), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        redis.kill();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::task::block_in_place(|| redis.restart());
+        Instant::now()
+    });
+    eprintln!("{report:?}");
+    assert!(report.results > 0 && report.store_errors > 0, "{report:?}");
+    assert!(
+        report.slowest < Duration::from_millis(TIMEOUT_MS) + MARGIN,
+        "{report:?}"
+    );
+    let recovered_after = report
+        .last_error
+        .map(|at| at.saturating_duration_since(restarted_at))
+        .unwrap_or_default();
+    assert!(
+        recovered_after < Duration::from_secs(2),
+        "calls failed {recovered_after:?} after the restart"
+    );
+    // The session opened before the kill was lost with Redis's memory (no persistence here);
+    // the service itself answers normally again.
+    let fresh = app.open(None).await;
+    assert!(app.verify(&fresh).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_hung_under_load_fails_fast_and_resumes() {
+    let redis = RedisServer::start();
+    let app = app_on(&redis.url()).await;
+    let token = app.open(None).await;
+    let stop_at = Instant::now() + Duration::from_secs(5);
+    let (report, resumed_at) = tokio::join!(load(&app, &token, 32, stop_at), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        redis.pause();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        redis.resume();
+        Instant::now()
+    });
+    eprintln!("{report:?}");
+    assert!(report.store_errors > 0, "{report:?}");
+    assert!(
+        report.slowest < Duration::from_millis(TIMEOUT_MS) + MARGIN,
+        "{report:?}"
+    );
+    let recovered_after = report
+        .last_error
+        .map(|at| at.saturating_duration_since(resumed_at))
+        .unwrap_or_default();
+    assert!(
+        recovered_after < Duration::from_secs(2),
+        "calls failed {recovered_after:?} after SIGCONT"
+    );
+    assert!(app.verify(&token).await, "the session survived the hang");
+}
+
+#[tokio::test]
+async fn nothing_acknowledged_is_lost_across_redis_restarts_with_persistence() {
+    let mut redis = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ]);
+    let a = app_on(&redis.url()).await;
+    let b = app_on(&redis.url()).await;
+    let mut tokens = Vec::new();
+    for i in 0..200 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        tokens.push(app.open(Some(3600)).await);
+    }
+    for round in 0..2 {
+        redis.kill();
+        redis.restart();
+        for app in [&a, &b] {
+            recovers_within(app, &tokens[0], Duration::from_secs(5)).await;
+            for token in &tokens {
+                assert!(
+                    app.verify(token).await,
+                    "round {round}: an acknowledged session was lost"
+                );
+            }
+        }
+    }
+    // Closed ones stay closed across a restart too.
+    for token in &tokens[..50] {
+        a.close(token).await;
+    }
+    redis.kill();
+    redis.restart();
+    recovers_within(&b, &tokens[100], Duration::from_secs(5)).await;
+    for (i, token) in tokens.iter().enumerate() {
+        assert_eq!(b.verify(token).await, i >= 50);
+    }
+}
