@@ -13,8 +13,23 @@ the files disagree:
   version    Chart.yaml appVersion <-> Cargo.toml version
   skips      every checkov check skipped in ci/checkov.yaml is explained in the chart README
   invalid    a values file under ci/helm-invalid-values failed with the error it expects
-  docs       the helm install/upgrade commands in the docs render (as helm template), the
-             Secrets they use are created there, the compose services they name exist
+  docs       the helm install/upgrade commands in the docs render (as helm template; an
+             upgrade's --reuse-values is dropped), the Secrets they use are created there, the
+             compose services they name exist
+  monitoring the chart's ServiceMonitor and PrometheusRule: off by default, rendered by some
+             value set, valid against ci/schemas/*.json, the ServiceMonitor selects the
+             release's Service and port; writes the other manifests (for kubernetes-validate)
+             and each PrometheusRule's spec (for promtool) into an output directory
+  rules-sync deploy/prometheus/sessiond-alerts.yaml = the chart's PrometheusRule rendered with
+             job="sessiond" (--write regenerates the file)
+  dashboard  deploy/grafana/sessiond.json: the expected panels, layout, datasource variable,
+             every exported metric shown; writes its queries as recording rules for promtool
+  metric-names  the metric list below = what src/metrics.rs registers; the alert rules and
+             the dashboard query only those (and `up`)
+  doc-configs   writes the Prometheus configurations shown in Markdown files (```yaml blocks
+             with scrape_configs) into a directory, for `promtool check config`; with
+             --without-kubernetes-sd it checks kubernetes_sd_configs itself and replaces them
+             by a static target (for a promtool built without Kubernetes discovery)
 
 Needs PyYAML (present in the check virtualenv, which checkov depends on).
 """
@@ -41,6 +56,40 @@ COMPOSE_OVERRIDES = {
     "SESSIOND_LISTEN": "pinned to 0.0.0.0:<EXPOSE port>: nginx and the healthcheck rely on it",
     "SESSIOND_REDIS_URL": "defaults to the compose file's own Redis instead of the memory store",
 }
+
+# What GET /metrics exports (series names; histograms also have _bucket/_sum/_count) and the
+# kind of each. `metric-names` checks this list against src/metrics.rs; the dashboard and the
+# alert rules may only query these, and `up` (Prometheus' own per-target series).
+EXPORTED_METRICS = {
+    "sessiond_build_info": "info",
+    "sessiond_rpc_calls_total": "counter",
+    "sessiond_rpc_call_duration_seconds": "histogram",
+    "sessiond_batch_size": "histogram",
+    "sessiond_store_operation_duration_seconds": "histogram",
+    "sessiond_store_errors_total": "counter",
+    "sessiond_store_up": "gauge",
+    "sessiond_http_requests_in_flight": "gauge",
+    "sessiond_http_connections_open": "gauge",
+    "sessiond_http_connections_refused_total": "counter",
+    "sessiond_unauthorized_requests_total": "counter",
+    "sessiond_caller_requests_total": "counter",
+}
+PROMETHEUS_SERIES = {"up"}
+ALERTS_FILE = "deploy/prometheus/sessiond-alerts.yaml"
+DASHBOARD_FILE = "deploy/grafana/sessiond.json"
+# The alerts docs/OPERATING.md documents and the chart can render.
+ALERTS = ["SessiondDown", "SessiondStoreUnavailable", "SessiondHighErrorRatio",
+          "SessiondHighClientErrorRatio", "SessiondHighLatencyP99"]
+# Panel titles the dashboard must have (docs/OPERATING.md describes them).
+DASHBOARD_PANELS = [
+    "Calls / s", "Server error ratio", "p99 latency", "Store up", "Pods", "Versions",
+    "Calls by method", "Calls by outcome", "Error ratio", "Call latency by method",
+    "Batch size", "Batch requests / s",
+    "Store up by pod", "Store operation latency (p99)", "Store operations / s", "Store errors / s",
+    "Requests in flight", "Open connections", "Refused connections / s",
+    "Unauthorized requests / s", "Requests by caller",
+]
+MONITORING_API = "monitoring.coreos.com/v1"
 
 problems: list[str] = []
 
@@ -392,8 +441,11 @@ def check_docs(helm: str, outdir: str, files: list[str]) -> None:
         for c in cmds:
             words = shlex.split(c)
             shown = " ".join(words)
-            if words[:2] == ["helm", "upgrade"] and "--install" in words:
-                words.remove("--install")
+            if words[:2] == ["helm", "upgrade"]:
+                # An upgrade renders like an install; with --reuse-values the release's other
+                # values are unknown here, so the chart's defaults stand in for them.
+                words = [w for w in words if w not in ("--install", "--reuse-values", "--reset-values",
+                                                        "--reset-then-reuse-values")]
             elif words[:2] != ["helm", "install"]:
                 if words[:2] == ["docker", "compose"]:
                     named = re.findall(r"--scale (\S+)=|(?:restart|logs(?: -f)?|stop|start) (\S+)", c)
@@ -431,6 +483,349 @@ def check_docs(helm: str, outdir: str, files: list[str]) -> None:
     done(f"{rendered} documented helm commands render")
 
 
+# ---- monitoring ----------------------------------------------------------------------------
+
+
+def series_names() -> set[str]:
+    names = set(PROMETHEUS_SERIES)
+    for name, kind in EXPORTED_METRICS.items():
+        if kind == "histogram":
+            names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+        else:
+            names.add(name)
+    return names
+
+
+PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
+                   "group_left", "group_right", "inf", "nan", "atan2", "start", "end"}
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (a lexical approximation that is exact for
+    the expressions of this repository: strings, label matchers, ranges and grouping lists are
+    dropped; what is left that is not a function, keyword or number is a metric name)."""
+    s = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', expr)
+    if re.search(r"__name__", s):
+        fail(f"selects by __name__, which this check cannot follow: {expr!r}")
+    s = re.sub(r"\{[^}]*\}", " ", s)
+    s = re.sub(r"\[[^\]]*\]", " ", s)
+    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
+    found = set()
+    for m in re.finditer(r"(?<![0-9.])[a-zA-Z_:][a-zA-Z0-9_:]*", s):
+        if m.group(0).lower() in PROMQL_KEYWORDS or re.match(r"\s*\(", s[m.end():]):
+            continue
+        found.add(m.group(0))
+    return found
+
+
+def unknown_metrics(where: str, expr: str) -> None:
+    unknown = sorted(promql_metrics(expr) - series_names())
+    if unknown:
+        fail(f"{where}: queries {unknown}, which sessiond does not export ({expr.strip()[:120]!r})")
+
+
+def rule_exprs(groups: list[dict]) -> list[tuple[str, str]]:
+    return [(r.get("alert") or r.get("record"), str(r["expr"])) for g in groups for r in g["rules"]]
+
+
+def check_metric_names() -> None:
+    src = ROOT / "src/metrics.rs"
+    if src.exists():
+        text = src.read_text()
+        registered = set()
+        for m in re.finditer(r"\.register(_with_unit)?\(\s*\"([a-z_]+)\"(.{0,200}?Unit::(\w+))?", text, re.S):
+            unit = m.group(4).lower() if m.group(1) and m.group(4) else ""
+            registered.add("sessiond_" + m.group(2) + (f"_{unit}" if unit else ""))
+        prefix = re.search(r"Registry::with_prefix\(\"(\w+)\"\)", text)
+        if not prefix or prefix.group(1) != "sessiond":
+            fail("src/metrics.rs: the registry no longer has the prefix \"sessiond\"")
+        listed = {re.sub(r"_(total|info)$", "", n) for n in EXPORTED_METRICS}
+        if registered != listed:
+            fail(f"src/metrics.rs registers {sorted(registered - listed)} which EXPORTED_METRICS in "
+                 f"ci/deploy_checks.py lacks, and not {sorted(listed - registered)} which it lists: "
+                 f"update the list, the dashboard, the alerts and docs/OPERATING.md together")
+    used = set()
+    for name, expr in rule_exprs(yaml.safe_load((ROOT / ALERTS_FILE).read_text())["groups"]):
+        unknown_metrics(f"{ALERTS_FILE} {name}", expr)
+        used |= promql_metrics(expr)
+    for title, expr in dashboard_exprs(json.loads((ROOT / DASHBOARD_FILE).read_text())):
+        unknown_metrics(f"{DASHBOARD_FILE} panel {title!r}", expr)
+        used |= promql_metrics(expr)
+    done(f"{len(EXPORTED_METRICS)} metrics, as src/metrics.rs registers them; the alerts and the "
+         f"dashboard query {len(used)} series names, all exported")
+
+
+def check_monitoring(outdir: str, paths: list[str]) -> None:
+    import jsonschema
+
+    out = Path(outdir)
+    (out / "core").mkdir(parents=True, exist_ok=True)
+    (out / "rules").mkdir(parents=True, exist_ok=True)
+    schemas = {k: json.loads((ROOT / f"ci/schemas/{k.lower()}.json").read_text())
+               for k in ("ServiceMonitor", "PrometheusRule")}
+    seen = {"ServiceMonitor": 0, "PrometheusRule": 0}
+    for p in paths:
+        docs = [d for _, d in yaml_docs([p])]
+        core = [d for d in docs if not str(d.get("apiVersion", "")).startswith("monitoring.coreos.com/")]
+        mon = [d for d in docs if str(d.get("apiVersion", "")).startswith("monitoring.coreos.com/")]
+        (out / "core" / Path(p).name).write_text(yaml.safe_dump_all(core, sort_keys=False))
+        if Path(p).name == "default.yaml" and mon:
+            fail(f"{p}: the default values render {[d['kind'] for d in mon]}; they must be opt-in")
+        services = [d for d in core if d.get("kind") == "Service"]
+        for d in mon:
+            kind, name = d.get("kind"), d.get("metadata", {}).get("name")
+            where = f"{Path(p).name}: {kind} {name}"
+            if kind not in schemas or d.get("apiVersion") != MONITORING_API:
+                fail(f"{where}: unexpected {d.get('apiVersion')} kind; ci/schemas has no schema for it")
+                continue
+            seen[kind] += 1
+            for e in jsonschema.Draft7Validator(schemas[kind]).iter_errors(d):
+                fail(f"{where}: {'.'.join(str(x) for x in e.absolute_path) or '(root)'}: {e.message}")
+            if kind == "ServiceMonitor":
+                spec = d["spec"]
+                want = spec.get("selector", {}).get("matchLabels", {})
+                names = spec.get("namespaceSelector", {}).get("matchNames", [d["metadata"]["namespace"]])
+                hits = [s for s in services if want.items() <= s["metadata"].get("labels", {}).items()
+                        and s["metadata"].get("namespace") in names]
+                if len(hits) != 1:
+                    fail(f"{where}: selects {len(hits)} of the release's Services, expected exactly 1")
+                    continue
+                ports = {pt.get("name") for pt in hits[0]["spec"]["ports"]}
+                for ep in spec.get("endpoints", []):
+                    if ep.get("port") not in ports:
+                        fail(f"{where}: endpoint port {ep.get('port')!r} is not a port of Service "
+                             f"{hits[0]['metadata']['name']} {sorted(ports)}")
+                    if ep.get("path") != "/metrics":
+                        fail(f"{where}: scrapes {ep.get('path')!r}, not /metrics")
+            else:
+                rule_file = out / "rules" / f"{Path(p).stem}-{name}.yaml"
+                rule_file.write_text(yaml.safe_dump(d["spec"], sort_keys=False))
+                alerts = [r.get("alert") for g in d["spec"]["groups"] for r in g["rules"] if r.get("alert")]
+                missing = [a for a in ALERTS if a not in alerts]
+                print(f"{where}: {len(alerts)} alerts -> {rule_file.name}"
+                      + (f" (disabled: {', '.join(missing)})" if missing else ""))
+                for alert, expr in rule_exprs(d["spec"]["groups"]):
+                    # Names with a colon are recording rules (additionalRules may add them).
+                    unknown = {n for n in promql_metrics(expr) - series_names() if ":" not in n}
+                    if unknown:
+                        fail(f"{where} {alert}: queries {sorted(unknown)}, which sessiond does not export")
+    for kind, n in seen.items():
+        if n == 0:
+            fail(f"no value set in helm/sessiond/ci renders a {kind}: enable it in one (monitoring-values.yaml)")
+    done(f"{seen['ServiceMonitor']} ServiceMonitor(s) and {seen['PrometheusRule']} PrometheusRule(s) valid "
+         f"against ci/schemas; none with the default values")
+
+
+def alerts_from_chart(helm: str) -> str:
+    """The chart's PrometheusRule rendered with job="sessiond", as a Prometheus rule file."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as values:
+        values.write('metrics:\n  prometheusRule:\n    enabled: true\n    selector: \'job="sessiond"\'\n')
+        values.flush()
+        r = subprocess.run([helm, "template", "sessiond", "helm/sessiond", "-f", values.name,
+                            "--show-only", "templates/prometheusrule.yaml"],
+                           cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        fail(f"helm template --show-only templates/prometheusrule.yaml failed: {r.stderr.strip()}")
+        done("")
+    lines = r.stdout.splitlines()
+    start = lines.index("spec:") + 1
+    body = [line[2:] if line.startswith("  ") else line for line in lines[start:]]
+    header = [
+        "# sessiond's alerts as a plain Prometheus rule file, for a Prometheus without the Operator:",
+        "# list it under rule_files (see prometheus.yml here). It selects the series of job",
+        '# "sessiond"; if your scrape job has another name, replace job="sessiond" throughout.',
+        "# docs/OPERATING.md says what each alert means and what to do.",
+        "#",
+        "# GENERATED from helm/sessiond/templates/prometheusrule.yaml, do not edit: change the",
+        "# template, then run `python3 ci/deploy_checks.py rules-sync \"$(../shared/tools/get-helm)\" --write`.",
+        "# ci/check-deploy checks the two agree and runs the unit tests in tests.yaml.",
+    ]
+    return "\n".join(header + body) + "\n"
+
+
+def check_rules_sync(helm: str, write: bool) -> None:
+    want = alerts_from_chart(helm)
+    path = ROOT / ALERTS_FILE
+    if write:
+        path.write_text(want)
+        print(f"wrote {ALERTS_FILE}")
+    have = path.read_text() if path.exists() else ""
+    if yaml.safe_load(have) != yaml.safe_load(want):
+        import difflib
+
+        diff = difflib.unified_diff(have.splitlines(), want.splitlines(), ALERTS_FILE, "chart", lineterm="", n=1)
+        fail(f"{ALERTS_FILE} differs from the chart's PrometheusRule (job=\"sessiond\"); regenerate it "
+             f"with `python3 ci/deploy_checks.py rules-sync HELM --write`:\n" + "\n".join(list(diff)[:40]))
+    alerts = [r.get("alert") for g in yaml.safe_load(want)["groups"] for r in g["rules"]]
+    if alerts != ALERTS:
+        fail(f"the chart's default alerts are {alerts}, expected {ALERTS}")
+    done(f"{ALERTS_FILE} = the chart's PrometheusRule with job=\"sessiond\": {', '.join(alerts)}")
+
+
+def dashboard_panels(dash: dict) -> list[dict]:
+    out = []
+    for p in dash.get("panels", []):
+        out.append(p)
+        out += p.get("panels", [])  # panels of a collapsed row
+    return out
+
+
+def dashboard_exprs(dash: dict) -> list[tuple[str, str]]:
+    return [(p.get("title", "?"), t["expr"]) for p in dashboard_panels(dash)
+            for t in p.get("targets", []) if t.get("expr")]
+
+
+def grafana_to_promql(expr: str) -> str:
+    """A dashboard query with Grafana's variables replaced, as Grafana would send it."""
+    expr = re.sub(r"\$\{?__(rate_interval|interval|range)\}?", "5m", expr)
+    return re.sub(r"\$\{?(\w+)(:\w+)?\}?", ".*", expr)
+
+
+def check_dashboard(rules_out: str) -> None:
+    path = ROOT / DASHBOARD_FILE
+    try:
+        dash = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        fail(f"{DASHBOARD_FILE}: not JSON: {e}")
+        done("")
+    for key in ("title", "uid", "schemaVersion", "panels", "templating"):
+        if key not in dash:
+            fail(f"{DASHBOARD_FILE}: no {key!r}")
+    if dash.get("id") is not None:
+        fail(f"{DASHBOARD_FILE}: \"id\" must be null, or importing it overwrites another dashboard")
+    variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+    ds = variables.get("datasource", {})
+    if ds.get("type") != "datasource" or ds.get("query") != "prometheus":
+        fail(f"{DASHBOARD_FILE}: needs a templating variable \"datasource\" of type datasource, query prometheus")
+    for name, v in variables.items():
+        if v.get("type") == "query":
+            if v.get("datasource", {}).get("uid") != "${datasource}":
+                fail(f"{DASHBOARD_FILE}: variable {name} does not query ${{datasource}}")
+            q = v.get("query")
+            q = q.get("query", "") if isinstance(q, dict) else str(q)
+            m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", q)
+            if not m:
+                fail(f"{DASHBOARD_FILE}: variable {name}: expected label_values(<selector>, <label>), got {q!r}")
+            else:
+                unknown_metrics(f"{DASHBOARD_FILE} variable {name}", grafana_to_promql(m.group(1)))
+    panels = dashboard_panels(dash)
+    ids = [p.get("id") for p in panels]
+    if len(set(ids)) != len(ids) or None in ids:
+        fail(f"{DASHBOARD_FILE}: panel ids must be present and unique, got {ids}")
+    cells: dict[tuple[int, int], str] = {}
+    for p in panels:
+        g = p.get("gridPos", {})
+        title = p.get("title", "?")
+        if not all(isinstance(g.get(k), int) for k in "xywh") or g["x"] + g["w"] > 24:
+            fail(f"{DASHBOARD_FILE}: panel {title!r}: gridPos {g} is not within the 24 columns")
+            continue
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                if (x, y) in cells:
+                    fail(f"{DASHBOARD_FILE}: panels {cells[(x, y)]!r} and {title!r} overlap at {(x, y)}")
+                    break
+                cells[(x, y)] = title
+            else:
+                continue
+            break
+        if p.get("type") == "row":
+            continue
+        if p.get("datasource", {}).get("uid") != "${datasource}":
+            fail(f"{DASHBOARD_FILE}: panel {title!r} does not use the ${{datasource}} variable")
+        if not [t for t in p.get("targets", []) if t.get("expr")]:
+            fail(f"{DASHBOARD_FILE}: panel {title!r} has no query")
+        for t in p.get("targets", []):
+            if "$job" not in t.get("expr", "") and "${job}" not in t.get("expr", ""):
+                fail(f"{DASHBOARD_FILE}: panel {title!r} query {t.get('refId')} ignores the $job variable")
+    titles = [p.get("title") for p in panels if p.get("type") != "row"]
+    missing = [t for t in DASHBOARD_PANELS if t not in titles]
+    if missing:
+        fail(f"{DASHBOARD_FILE}: missing panels {missing}")
+    extra = [t for t in titles if t not in DASHBOARD_PANELS]
+    if extra:
+        fail(f"{DASHBOARD_FILE}: panels {extra} are not in DASHBOARD_PANELS (ci/deploy_checks.py) "
+             f"nor, presumably, in docs/OPERATING.md")
+    used = set()
+    rules = []
+    for p in panels:
+        for t in p.get("targets", []):
+            if not t.get("expr"):
+                continue
+            expr = grafana_to_promql(t["expr"])
+            unknown_metrics(f"{DASHBOARD_FILE} panel {p.get('title')!r}", expr)
+            used |= promql_metrics(expr)
+            rules.append({"record": f"dashboard:panel_{p['id']}_{t.get('refId', 'A')}", "expr": expr})
+    shown = {n for n in EXPORTED_METRICS if any(u == n or u.startswith(n + "_") for u in used)}
+    if shown != set(EXPORTED_METRICS):
+        fail(f"{DASHBOARD_FILE}: no panel shows {sorted(set(EXPORTED_METRICS) - shown)}")
+    Path(rules_out).write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, sort_keys=False))
+    done(f"{len(titles)} panels, {len(rules)} queries over {len(EXPORTED_METRICS)} metrics, no overlap; "
+         f"queries written to {Path(rules_out).name} for promtool")
+
+
+KUBERNETES_SD_KEYS = {"role", "namespaces", "selectors", "api_server", "kubeconfig_file",
+                      "attach_metadata", "basic_auth", "authorization", "oauth2", "tls_config",
+                      "proxy_url", "follow_redirects", "enable_http2"}
+KUBERNETES_SD_ROLES = {"node", "pod", "service", "endpoints", "endpointslice", "ingress"}
+
+
+def without_kubernetes_sd(where: str, config: dict) -> dict:
+    """The configuration with each kubernetes_sd_configs replaced by a static target, after
+    checking its shape here: Debian's promtool is built without Kubernetes discovery and
+    refuses the field outright."""
+    for job in config.get("scrape_configs", []):
+        sds = job.pop("kubernetes_sd_configs", None)
+        if sds is None:
+            continue
+        for sd in sds if isinstance(sds, list) else [sds]:
+            if not isinstance(sd, dict):
+                fail(f"{where}: job {job.get('job_name')}: kubernetes_sd_configs entries must be maps")
+                continue
+            if sd.get("role") not in KUBERNETES_SD_ROLES:
+                fail(f"{where}: job {job.get('job_name')}: kubernetes_sd_configs role {sd.get('role')!r} "
+                     f"is not one of {sorted(KUBERNETES_SD_ROLES)}")
+            if set(sd) - KUBERNETES_SD_KEYS:
+                fail(f"{where}: job {job.get('job_name')}: unknown kubernetes_sd_configs fields {sorted(set(sd) - KUBERNETES_SD_KEYS)}")
+            ns = sd.get("namespaces", {})
+            if not isinstance(ns, dict) or set(ns) - {"names", "own_namespace"} or \
+                    not all(isinstance(n, str) for n in ns.get("names", [])):
+                fail(f"{where}: job {job.get('job_name')}: namespaces must be {{names: [...], own_namespace: bool}}")
+        job.setdefault("static_configs", []).append({"targets": ["127.0.0.1:8080"]})
+    return config
+
+
+def write_doc_configs(outdir: str, args: list[str]) -> None:
+    no_k8s_sd = "--without-kubernetes-sd" in args
+    files = [a for a in args if not a.startswith("--")]
+    n = 0
+    for f in files:
+        block: list[str] | None = None
+        for line in (ROOT / f).read_text().splitlines():
+            if block is None:
+                if line.strip() in ("```yaml", "```yml"):
+                    block = []
+                continue
+            if line.startswith("```"):
+                text = "\n".join(block) + "\n"
+                if re.search(r"^scrape_configs:", text, re.M):
+                    n += 1
+                    out = Path(outdir) / f"doc-{n}.yml"
+                    if no_k8s_sd and "kubernetes_sd_configs" in text:
+                        text = yaml.safe_dump(without_kubernetes_sd(f"{f} (config {n})", yaml.safe_load(text)),
+                                              sort_keys=False)
+                        print(f"{f}: kubernetes_sd_configs checked here, replaced by a static target for promtool")
+                    out.write_text(text)
+                    print(f"{f}: Prometheus configuration -> {out.name}")
+                block = None
+                continue
+            block.append(line)
+    if n == 0:
+        fail(f"no Prometheus configuration (a ```yaml block with scrape_configs:) in {files}")
+    done(f"{n} Prometheus configuration(s) from {', '.join(files)}")
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     {
@@ -443,4 +838,9 @@ if __name__ == "__main__":
         "skips": lambda: check_skips(*args),
         "invalid": lambda: check_invalid(*args),
         "docs": lambda: check_docs(args[0], args[1], args[2:]),
+        "monitoring": lambda: check_monitoring(args[0], args[1:]),
+        "rules-sync": lambda: check_rules_sync(args[0], "--write" in args[1:]),
+        "dashboard": lambda: check_dashboard(args[0]),
+        "metric-names": check_metric_names,
+        "doc-configs": lambda: write_doc_configs(args[0], args[1:]),
     }[cmd]()

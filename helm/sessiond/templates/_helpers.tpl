@@ -129,4 +129,27 @@ line naming the values involved.
 {{- if and .Values.autoscaling.enabled (gt (int64 .Values.autoscaling.minReplicas) (int64 .Values.autoscaling.maxReplicas)) }}
 {{- fail "sessiond: autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
 {{- end }}
+{{- $sm := .Values.metrics.serviceMonitor }}
+{{- if $sm.enabled }}
+{{- if and .Values.config.metricsAuth (not $sm.authorization.secretName) }}
+{{- fail "sessiond: config.metricsAuth=true makes GET /metrics need an API key; set metrics.serviceMonitor.authorization.secretName (a Secret holding one caller's secret), or Prometheus gets 401" }}
+{{- end }}
+{{- $interval := include "sessiond.durationMs" $sm.interval | int64 }}
+{{- if gt (include "sessiond.durationMs" $sm.scrapeTimeout | int64) $interval }}
+{{- fail (printf "sessiond: metrics.serviceMonitor.scrapeTimeout (%s) must not exceed metrics.serviceMonitor.interval (%s)" $sm.scrapeTimeout $sm.interval) }}
+{{- end }}
+{{- if and .Values.metrics.prometheusRule.enabled (lt (include "sessiond.durationMs" .Values.metrics.prometheusRule.rateWindow | int64) (mul 4 $interval)) }}
+{{- fail (printf "sessiond: metrics.prometheusRule.rateWindow (%s) must span at least 4 scrape intervals (metrics.serviceMonitor.interval %s), or rate() has too few samples and the alerts stay silent" .Values.metrics.prometheusRule.rateWindow $sm.interval) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A Prometheus duration ("1m30s", "500ms") in milliseconds. */}}
+{{- define "sessiond.durationMs" -}}
+{{- $units := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 "w" 604800000 "y" 31536000000 }}
+{{- $total := 0 }}
+{{- range regexFindAll "[0-9]+(ms|[smhdwy])" (toString .) -1 }}
+{{- $total = add $total (mul (regexFind "^[0-9]+" . | int64) (get $units (regexReplaceAll "^[0-9]+" . ""))) }}
+{{- end }}
+{{- $total }}
 {{- end }}
