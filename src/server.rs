@@ -17,6 +17,29 @@ use tokio::sync::Semaphore;
 use crate::app::App;
 use crate::routes;
 
+/// The HTTP/2 connection preface. hyper-util reads it to tell HTTP/2 from HTTP/1 without a
+/// time limit of its own, so [`request_started`] waits for it under one.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits, for at most `within`, until the client has sent enough to tell which protocol it
+/// speaks: any byte that is not the start of the HTTP/2 preface, or the whole preface. A client
+/// that sends nothing (or half a preface) would otherwise hold a connection slot forever; the
+/// header timeout proper only starts once the protocol is known.
+async fn request_started(stream: &tokio::net::TcpStream, within: Duration) -> bool {
+    let wait = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        loop {
+            match stream.peek(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) if n == buf.len() || buf[..n] != H2_PREFACE[..n] => return true,
+                // Part of the preface: peek returns at once, so wait a little for the rest.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    };
+    tokio::time::timeout(within, wait).await.unwrap_or(false)
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -56,15 +79,17 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, shutdown: impl Future<O
         let open = app.metrics.connections.clone();
         open.inc();
         let app = app.clone();
-        let service = service_fn(move |req| routes::route(app.clone(), req));
-        let connection = graceful.watch(
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned(),
-        );
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            if request_started(&stream, app.limits.header_timeout).await {
+                let service = service_fn(move |req| routes::route(app.clone(), req));
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                if let Err(err) = watcher.watch(connection.into_owned()).await {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
+            } else {
+                tracing::debug!(%peer, "closed a connection that sent no request in time");
             }
             open.dec();
             drop(permit);

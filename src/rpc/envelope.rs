@@ -185,11 +185,51 @@ pub fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     }
     match serde_json::from_str::<&str>(raw.get()) {
         Ok(s) => Some(Cow::Borrowed(s)),
-        // Escapes need an owned copy.
+        // Escapes need an owned copy; lone surrogates need replacing first.
         Err(_) => serde_json::from_str::<String>(raw.get())
+            .or_else(|_| serde_json::from_str::<String>(&replace_lone_surrogates(raw.get())))
             .ok()
             .map(Cow::Owned),
     }
+}
+
+/// JSON's grammar allows a lone surrogate escape such as `\ud800`, but it is no Unicode
+/// character, so decoders refuse it. Such a value is still a string: each lone surrogate
+/// escape becomes `\ufffd`, the replacement character.
+fn replace_lone_surrogates(text: &str) -> String {
+    fn escape_at(bytes: &[u8], i: usize) -> Option<u16> {
+        let six = bytes.get(i..i + 6)?;
+        if six[0] != b'\\' || six[1] != b'u' {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(&six[2..]).ok()?, 16).ok()
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut i, mut copied) = (0, 0);
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match escape_at(bytes, i) {
+            // A proper pair: keep both escapes.
+            Some(0xd800..=0xdbff) if matches!(escape_at(bytes, i + 6), Some(0xdc00..=0xdfff)) => {
+                i += 12;
+            }
+            Some(0xd800..=0xdfff) => {
+                out.push_str(&text[copied..i]);
+                out.push_str("\\ufffd");
+                i += 6;
+                copied = i;
+            }
+            // Any other escape: skip the backslash and the escaped character, so `\\u` stays
+            // a literal backslash followed by u.
+            _ => i += 2,
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 #[cfg(test)]
@@ -234,6 +274,21 @@ mod tests {
         parse_request(raw)
             .map(|r| (r.id.map(|i| i.get().to_owned()), r.method.into_owned()))
             .map_err(|r| (r.id.get().to_owned(), r.error.message.into_owned()))
+    }
+
+    #[test]
+    fn lone_surrogates_are_still_strings() {
+        let decode = |s: &str| {
+            let raw: &RawValue = serde_json::from_str(s).expect("json");
+            json_str(raw).map(Cow::into_owned)
+        };
+        assert_eq!(decode(r#""\ud800""#).as_deref(), Some("\u{fffd}"));
+        assert_eq!(decode(r#""a\udc00b""#).as_deref(), Some("a\u{fffd}b"));
+        assert_eq!(decode(r#""\ud83d\ude00""#).as_deref(), Some("\u{1f600}"));
+        assert_eq!(decode(r#""\ud83d\u0041""#).as_deref(), Some("\u{fffd}A"));
+        assert_eq!(decode(r#""\\ud800""#).as_deref(), Some("\\ud800"));
+        assert_eq!(decode(r#""x\"\ud800""#).as_deref(), Some("x\"\u{fffd}"));
+        assert_eq!(decode("1"), None);
     }
 
     #[test]
