@@ -48,6 +48,9 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// How long in-flight requests may run after SIGTERM before the process exits anyway.
     pub shutdown_timeout: Duration,
+    /// Runtime worker threads (`SESSIOND_WORKER_THREADS`); `None` means one per CPU. One
+    /// means a single-threaded runtime.
+    pub worker_threads: Option<usize>,
 }
 
 /// Where sessions live.
@@ -127,6 +130,7 @@ struct RawSettings {
     header_timeout_ms: Option<String>,
     body_timeout_ms: Option<String>,
     shutdown_timeout_ms: Option<String>,
+    worker_threads: Option<String>,
 }
 
 impl Settings {
@@ -236,6 +240,10 @@ impl Settings {
                 raw.shutdown_timeout_ms,
                 10_000,
             )?,
+            worker_threads: match raw.worker_threads {
+                None => None,
+                Some(n) => Some(size("SESSIOND_WORKER_THREADS", Some(n), 1)?),
+            },
         })
     }
 }
