@@ -1,6 +1,8 @@
 //! The session methods, decoded once from a request's name and params into a typed [`Method`].
 //! Nothing after this point looks at raw JSON again.
 
+use std::borrow::Cow;
+
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -35,7 +37,7 @@ pub struct ExpiryLimits {
 
 /// A call with its params checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Method {
+pub enum Method<'a> {
     /// Open a session lasting `expires_in` seconds (the default already applied).
     OpenSession {
         /// Seconds the session lasts.
@@ -44,18 +46,18 @@ pub enum Method {
     /// Is this token active?
     VerifySessionToken {
         /// The token as given (any string).
-        token: String,
+        token: Cow<'a, str>,
     },
     /// End this token's session.
     CloseSession {
         /// The token as given (any string).
-        token: String,
+        token: Cow<'a, str>,
     },
     /// Describe the service (OpenRPC).
     Discover,
 }
 
-impl Method {
+impl<'a> Method<'a> {
     /// Decodes a call.
     ///
     /// # Errors
@@ -63,7 +65,7 @@ impl Method {
     /// do not fit the method, with a message saying what is allowed.
     pub fn parse(
         name: &str,
-        params: Option<&RawValue>,
+        params: Option<&'a RawValue>,
         limits: &ExpiryLimits,
     ) -> Result<Self, RpcError> {
         match name {
@@ -90,6 +92,20 @@ impl Method {
                 Ok(Self::Discover)
             }
             _ => Err(RpcError::method_not_found(name)),
+        }
+    }
+
+    /// The same call, owning its token.
+    pub fn into_owned(self) -> Method<'static> {
+        match self {
+            Self::OpenSession { expires_in } => Method::OpenSession { expires_in },
+            Self::VerifySessionToken { token } => Method::VerifySessionToken {
+                token: Cow::Owned(token.into_owned()),
+            },
+            Self::CloseSession { token } => Method::CloseSession {
+                token: Cow::Owned(token.into_owned()),
+            },
+            Self::Discover => Method::Discover,
         }
     }
 
@@ -190,12 +206,12 @@ fn expires_in_param(raw: Option<&RawValue>, limits: &ExpiryLimits) -> Result<u64
     }
 }
 
-fn token_param(raw: Option<&RawValue>) -> Result<String, RpcError> {
+fn token_param(raw: Option<&RawValue>) -> Result<Cow<'_, str>, RpcError> {
     match raw {
         None => Err(RpcError::invalid_params(
             "token is required: the access_token returned by session.open_session",
         )),
-        Some(raw) => json_str(raw).map(|s| s.into_owned()).ok_or_else(|| {
+        Some(raw) => json_str(raw).ok_or_else(|| {
             RpcError::invalid_params(
                 "token must be a string: the access_token returned by session.open_session",
             )
@@ -213,9 +229,11 @@ mod tests {
         max: 31_536_000,
     };
 
-    fn parse(name: &str, params: Option<&str>) -> Result<Method, i32> {
+    fn parse(name: &str, params: Option<&str>) -> Result<Method<'static>, i32> {
         let raw: Option<&RawValue> = params.map(|p| serde_json::from_str(p).expect("json"));
-        Method::parse(name, raw, &LIMITS).map_err(|e| e.code)
+        Method::parse(name, raw, &LIMITS)
+            .map(Method::into_owned)
+            .map_err(|e| e.code)
     }
 
     #[test]

@@ -104,8 +104,24 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         }
     }
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let made = format!("{:08x}-{n:x}", boot_id());
-    HeaderValue::from_str(&made).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    // `<boot id, 8 hex digits>-<counter in hex>`, written without the formatting machinery:
+    // this runs on every request.
+    let mut made = [0u8; 8 + 1 + 16];
+    write_hex(&mut made[..8], u64::from(boot_id()));
+    made[8] = b'-';
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+    write_hex(&mut made[9..9 + digits], n);
+    HeaderValue::from_bytes(&made[..9 + digits])
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Fills `out` with the low `out.len()` hex digits of `n`, most significant first.
+fn write_hex(out: &mut [u8], mut n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for digit in out.iter_mut().rev() {
+        *digit = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
 }
 
 /// A random number fixed for the life of the process, so request ids differ across replicas.
@@ -222,4 +238,28 @@ fn closing(mut response: Response<Body>) -> Response<Body> {
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_request_ids_are_the_boot_id_and_a_counter_in_hex() {
+        let first = request_id(&HeaderMap::new());
+        let second = request_id(&HeaderMap::new());
+        let parse = |id: &HeaderValue| {
+            let text = id.to_str().expect("ascii").to_owned();
+            let (boot, n) = text.split_once('-').expect("two parts");
+            assert_eq!(boot, format!("{:08x}", boot_id()));
+            u64::from_str_radix(n, 16).expect("hex")
+        };
+        assert!(parse(&second) > parse(&first));
+        let mut out = [0u8; 3];
+        write_hex(&mut out, 0xabc);
+        assert_eq!(&out, b"abc");
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_static("given-1"));
+        assert_eq!(request_id(&headers), "given-1");
+    }
 }

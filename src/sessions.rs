@@ -102,7 +102,7 @@ impl<S: SessionStore> Sessions<S> {
     ///
     /// # Errors
     /// `-32000` when the store fails or does not answer within the timeout.
-    pub async fn call(&self, method: Method) -> Result<Reply, RpcError> {
+    pub async fn call(&self, method: Method<'_>) -> Result<Reply, RpcError> {
         let outcome = match method {
             Method::OpenSession { expires_in } => self.open(expires_in).await,
             Method::VerifySessionToken { token } => self.verify(&token).await,
@@ -151,6 +151,50 @@ impl<S: SessionStore> Sessions<S> {
         self.bounded(Operation::exists, self.store.exists(&key))
             .await
             .map(Reply::Active)
+    }
+
+    /// Verifies a batch's tokens with one store call (one Redis pipeline), answering each in
+    /// order. Tokens of the wrong shape are inactive without asking the store; when the store
+    /// fails, every token it was asked about gets the store-unavailable error.
+    pub async fn verify_many(&self, tokens: &[&str]) -> Vec<Result<Reply, RpcError>> {
+        let keys: Vec<SessionKey> = tokens
+            .iter()
+            .filter(|token| token::is_well_formed(token))
+            .map(|token| SessionKey::of(token))
+            .collect();
+        let found = match keys.as_slice() {
+            [] => Ok(Vec::new()),
+            [key] => self
+                .bounded(Operation::exists, self.store.exists(key))
+                .await
+                .map(|found| vec![found]),
+            _ => {
+                self.bounded(Operation::exists_batch, self.store.exists_many(&keys))
+                    .await
+            }
+        };
+        let mut found = match found {
+            Ok(found) if found.len() == keys.len() => Ok(found.into_iter()),
+            Ok(found) => Err(StoreError::Unsupported(format!(
+                "asked about {} keys, told about {}",
+                keys.len(),
+                found.len()
+            ))),
+            Err(err) => Err(err),
+        }
+        .map_err(store_failure);
+        tokens
+            .iter()
+            .map(|token| {
+                if !token::is_well_formed(token) {
+                    return Ok(Reply::Active(false));
+                }
+                match &mut found {
+                    Ok(found) => Ok(Reply::Active(found.next().unwrap_or(false))),
+                    Err(error) => Err(error.clone()),
+                }
+            })
+            .collect()
     }
 
     async fn close(&self, token: &str) -> Result<Reply, StoreError> {

@@ -41,14 +41,22 @@ impl SessionKey {
         &self.0
     }
 
+    /// The digest in lower-case hex: 64 ASCII bytes, made without allocating.
+    pub fn hex(&self) -> [u8; 64] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 64];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0x0f)];
+        }
+        out
+    }
+
     /// Appends the digest in lower-case hex (64 characters) to `out`.
     pub fn write_hex(&self, out: &mut String) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.reserve(64);
-        for byte in self.0 {
-            out.push(HEX[usize::from(byte >> 4)] as char);
-            out.push(HEX[usize::from(byte & 0x0f)] as char);
-        }
+        let hex = self.hex();
+        // Every byte of `hex` is an ASCII hex digit.
+        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
     }
 
     /// The store key: `prefix` followed by the digest in hex.
@@ -56,6 +64,14 @@ impl SessionKey {
         let mut key = String::with_capacity(prefix.len() + 64);
         key.push_str(prefix);
         self.write_hex(&mut key);
+        key
+    }
+
+    /// The store key as bytes, built in one allocation (what the Redis backends send).
+    pub fn prefixed(&self, prefix: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(prefix.len() + 64);
+        key.extend_from_slice(prefix.as_bytes());
+        key.extend_from_slice(&self.hex());
         key
     }
 }
@@ -113,6 +129,7 @@ mod tests {
             s
         };
         assert_eq!(key.with_prefix("p:"), format!("p:{expected}"));
+        assert_eq!(key.prefixed("p:"), format!("p:{expected}").into_bytes());
         assert_eq!(
             SessionKey::of("abc").with_prefix(""),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

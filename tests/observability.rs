@@ -93,7 +93,13 @@ async fn metrics_move_as_calls_are_made() {
     );
     assert_eq!(
         moved(r#"sessiond_store_operation_duration_seconds_count{operation="exists"}"#),
-        5.0
+        2.0,
+        "the two single verify calls"
+    );
+    assert_eq!(
+        moved(r#"sessiond_store_operation_duration_seconds_count{operation="exists_batch"}"#),
+        1.0,
+        "the batch's three verify calls went to the store as one pipeline"
     );
     assert_eq!(
         moved(r#"sessiond_store_operation_duration_seconds_count{operation="create"}"#),

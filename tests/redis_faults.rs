@@ -88,6 +88,49 @@ async fn redis_killed_then_restarted() {
     assert!(app.verify(&fresh).await);
 }
 
+/// A hung Redis fails a batch's pipelined verify calls within the timeout, each with its own
+/// error, while entries that need no store still get their answers.
+#[tokio::test]
+async fn a_batch_on_a_hung_redis_fails_entry_by_entry_within_the_timeout() {
+    let redis = RedisServer::start();
+    let app = app_on(&redis.url()).await;
+    let token = app.open(None).await;
+    let verify = |token: &str, id: u64| {
+        json!({"jsonrpc": "2.0", "method": "session.verify_session_token",
+               "params": {"token": token}, "id": id})
+    };
+    let batch = json!([
+        verify(&token, 1),
+        verify("malformed", 2),
+        verify(&token, 3),
+        {"jsonrpc": "2.0", "method": "session.nope", "id": 4},
+    ])
+    .to_string();
+
+    redis.pause();
+    let started = Instant::now();
+    let (status, body) = app.post(batch.clone()).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        took < Duration::from_millis(TIMEOUT_MS) + MARGIN,
+        "{took:?}"
+    );
+    let answers: Vec<Value> = serde_json::from_str(&body).expect("a JSON array");
+    assert_eq!(answers.len(), 4, "{body}");
+    assert_store_unavailable(&answers[0]);
+    assert_eq!(answers[1]["result"], json!({"active": false}));
+    assert_store_unavailable(&answers[2]);
+    assert_eq!(answers[3]["error"]["code"], -32601);
+
+    redis.resume();
+    recovers_within(&app, &token, Duration::from_secs(5)).await;
+    let (_, body) = app.post(batch).await;
+    let answers: Vec<Value> = serde_json::from_str(&body).expect("a JSON array");
+    assert_eq!(answers[0]["result"], json!({"active": true}), "{body}");
+    assert_eq!(answers[2]["result"], json!({"active": true}), "{body}");
+}
+
 #[tokio::test]
 async fn redis_paused_fails_within_the_timeout_and_resumes() {
     let redis = RedisServer::start();

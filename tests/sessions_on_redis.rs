@@ -189,3 +189,55 @@ async fn params_by_position_work_like_params_by_name() {
     assert_eq!(closed["result"], json!(true));
     assert!(!app.verify(token).await);
 }
+
+/// A batch's verify calls go to Redis as one pipeline; each entry is still answered on its
+/// own, in order, next to the batch's other calls.
+#[tokio::test]
+async fn a_batch_of_verify_calls_is_answered_entry_by_entry() {
+    let (_redis, app) = spawn_redis_app().await;
+    let live: Vec<String> = futures_util::future::join_all((0..5).map(|_| app.open(None))).await;
+    app.close(&live[1]).await;
+    let verify = |token: &str, id: u64| {
+        json!({"jsonrpc": "2.0", "method": "session.verify_session_token",
+               "params": {"token": token}, "id": id})
+    };
+    let batch = json!([
+        verify(&live[0], 1),
+        verify(&live[1], 2),
+        verify("not-a-token", 3),
+        {"jsonrpc": "2.0", "method": "session.open_session", "params": {"expires_in": 60}, "id": 4},
+        verify("00000000-0000-4000-8000-000000000000", 5),
+        {"jsonrpc": "2.0", "method": "session.verify_session_token", "params": {"token": live[2]}},
+        {"jsonrpc": "2.0", "method": "session.close_session", "params": [live[3]], "id": 6},
+        {"jsonrpc": "2.0", "method": "session.verify_session_token", "params": {"token": 5}, "id": 7},
+        {"jsonrpc": "2.0", "method": "session.verify_session_token", "params": [live[4]], "id": 8},
+        verify(&live[2], 9),
+    ]);
+    let (status, body) = app.post(batch.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    let answers: Vec<Value> = serde_json::from_str(&body).expect("a JSON array");
+    let ids: Vec<u64> = answers
+        .iter()
+        .map(|a| a["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(
+        ids,
+        [1, 2, 3, 4, 5, 6, 7, 8, 9],
+        "in order, the notification unanswered"
+    );
+    let active = |i: usize| answers[i]["result"]["active"].clone();
+    assert_eq!(active(0), json!(true));
+    assert_eq!(active(1), json!(false), "closed before the batch");
+    assert_eq!(active(2), json!(false), "malformed");
+    assert_eq!(answers[3]["result"]["expires_in"], 60);
+    assert_eq!(active(4), json!(false), "well-formed but never opened");
+    assert_eq!(answers[5]["result"], json!(true));
+    assert_eq!(answers[6]["error"]["code"], -32602);
+    assert_eq!(active(7), json!(true), "params by position");
+    assert_eq!(active(8), json!(true));
+    let opened = answers[3]["result"]["access_token"]
+        .as_str()
+        .expect("token");
+    assert!(app.verify(opened).await);
+    assert!(!app.verify(&live[3]).await, "closed in the batch");
+}

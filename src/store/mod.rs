@@ -44,6 +44,21 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Whether `key` exists and has not expired.
     fn exists(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Whether each of `keys` exists, in order: a batch's verify calls in one store call.
+    /// Backends that can send them in one round trip override this; by default each key is
+    /// asked about on its own, all at once.
+    fn exists_many(
+        &self,
+        keys: &[SessionKey],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
+        async move {
+            futures_util::future::join_all(keys.iter().map(|key| self.exists(key)))
+                .await
+                .into_iter()
+                .collect()
+        }
+    }
+
     /// Removes `key`; removing a missing key is not an error.
     fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -126,6 +141,15 @@ impl SessionStore for Backend {
             Self::Redis(s) => s.exists(key).await,
             Self::Cluster(s) => s.exists(key).await,
             Self::Sentinel(s) => s.exists(key).await,
+        }
+    }
+
+    async fn exists_many(&self, keys: &[SessionKey]) -> Result<Vec<bool>, StoreError> {
+        match self {
+            Self::Memory(s) => s.exists_many(keys).await,
+            Self::Redis(s) => s.exists_many(keys).await,
+            Self::Cluster(s) => s.exists_many(keys).await,
+            Self::Sentinel(s) => s.exists_many(keys).await,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The Redis backend: one multiplexed connection (redis-rs's `ConnectionManager`) that
 //! pipelines concurrent calls on one socket and reconnects by itself after Redis restarts.
-//! Each method is one Redis command: `SET key 1 EX ttl NX`, `EXISTS`, `DEL`, `PING`.
+//! Each method is one Redis command: `SET key 1 EX ttl NX`, `EXISTS`, `DEL`, `PING`; a batch's
+//! verify calls are one pipeline of `EXISTS`.
 
 use std::time::Duration;
 
@@ -37,8 +38,8 @@ impl RedisStore {
         })
     }
 
-    fn key(&self, key: &SessionKey) -> String {
-        key.with_prefix(&self.prefix)
+    fn key(&self, key: &SessionKey) -> Vec<u8> {
+        key.prefixed(&self.prefix)
     }
 }
 
@@ -61,6 +62,17 @@ impl SessionStore for RedisStore {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(count > 0)
+    }
+
+    /// One pipeline of `EXISTS`: a batch's keys reach Redis in one write and come back in one
+    /// read, under one timeout.
+    async fn exists_many(&self, keys: &[SessionKey]) -> Result<Vec<bool>, StoreError> {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("EXISTS").arg(self.key(key));
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(counts.into_iter().map(|n| n > 0).collect())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
