@@ -1,5 +1,5 @@
-//! Session tokens: drawn as random UUID v4s from the OS CSPRNG, and never stored as such —
-//! the store only ever sees [`SessionKey`], the token's SHA-256.
+//! Session tokens: random UUID v4s from a CSPRNG seeded by the OS, never stored as such — the
+//! store only ever sees [`SessionKey`], the token's SHA-256.
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -7,7 +7,8 @@ use uuid::Uuid;
 /// Length of a token in its hyphenated form.
 pub const TOKEN_LEN: usize = 36;
 
-/// A fresh access token: a random UUID v4 (122 random bits from the OS CSPRNG), written in its
+/// A fresh access token: a random UUID v4 (122 random bits from `rand`'s `ThreadRng`, a
+/// ChaCha12 CSPRNG seeded and periodically reseeded from the OS), written in its
 /// hyphenated lower-case form.
 pub fn generate() -> String {
     Uuid::new_v4().hyphenated().to_string()

@@ -13,14 +13,19 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use sessiond::methods::ExpiryLimits;
+use sessiond::methods::{ExpiryLimits, Method};
 use sessiond::rpc::dispatch::handle_body;
-use sessiond::rpc::envelope::{Incoming, parse_body};
+use sessiond::rpc::envelope::{Incoming, parse_body, parse_request};
+use sessiond::rpc::fast;
 use sessiond::rpc::lenient::strip_trailing_commas;
 use sessiond::sessions::Sessions;
 use sessiond::store::MemoryStore;
 
 const MAX_BATCH: usize = 8;
+const LIMITS: ExpiryLimits = ExpiryLimits {
+    default: 2_592_000,
+    max: 31_536_000,
+};
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
 const METHOD_NOT_FOUND: i64 = -32601;
@@ -49,7 +54,7 @@ fn answer(body: &[u8]) -> Option<Vec<u8>> {
             .expect("runtime");
         static SESSIONS: Sessions<MemoryStore> = Sessions::new(
             MemoryStore::new(),
-            ExpiryLimits { default: 2_592_000, max: 31_536_000 },
+            LIMITS,
             Duration::from_secs(1),
         );
     }
@@ -570,6 +575,100 @@ proptest! {
             .map_err(TestCaseError::fail)?;
         let want: Vec<Said> = ids.iter().map(|id| inactive_as(id)).collect();
         prop_assert_eq!(got, Answer::Batch(want));
+    }
+}
+
+/// Requests near the common shape: every method name, params by name with the common members
+/// and others, escapes, nulls, duplicates, and every id, in any member order.
+fn near_common() -> impl Strategy<Value = String> {
+    let method = prop_oneof![
+        4 => prop::sample::select(vec![
+            "session.open_session",
+            "session.verify_session_token",
+            "session.close_session",
+            "rpc.discover",
+        ])
+        .prop_map(|m| format!("\"{m}\"")),
+        1 => string_text(),
+    ];
+    let value = prop_oneof![
+        2 => string_text(),
+        2 => number_text(),
+        3 => prop::sample::select(vec!["0", "1", "60", "31536000", "31536001", "-1", "1.0"])
+            .prop_map(str::to_owned),
+        3 => Just(format!("\"{NEVER_ISSUED}\"")),
+        1 => Just("null".to_owned()),
+        1 => json_text(),
+    ];
+    let name = prop_oneof![
+        4 => prop::sample::select(vec!["token", "expires_in"]).prop_map(|n| format!("\"{n}\"")),
+        1 => string_text(),
+    ];
+    let params = prop_oneof![
+        1 => Just(None),
+        4 => prop::collection::vec((name, value), 0..3).prop_map(|pairs| {
+            let members: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}:{v}")).collect();
+            Some(format!("{{{}}}", members.join(",")))
+        }),
+        1 => json_text().prop_map(Some),
+    ];
+    let jsonrpc = prop_oneof![
+        4 => Just(Some("\"2.0\"".to_owned())),
+        1 => string_text().prop_map(Some),
+        1 => Just(None),
+    ];
+    let id = prop_oneof![
+        4 => id_text().prop_map(Some),
+        1 => Just(None),
+        1 => json_text().prop_map(Some),
+    ];
+    (
+        jsonrpc,
+        method.prop_map(Some),
+        params,
+        id,
+        Just((0..4).collect::<Vec<usize>>()).prop_shuffle(),
+    )
+        .prop_map(|(jsonrpc, method, params, id, order)| {
+            let members = [
+                ("jsonrpc", &jsonrpc),
+                ("method", &method),
+                ("params", &params),
+                ("id", &id),
+            ];
+            build(members, &order, false)
+        })
+}
+
+/// Whenever the one-pass decoder accepts a request, the general path (envelope, then
+/// methods) accepts it too and makes the same call of it, with the same id.
+fn fast_agrees_with_general(text: &str) -> Result<(), TestCaseError> {
+    let Some(call) = fast::decode(text, &LIMITS) else {
+        return Ok(());
+    };
+    let raw: &RawValue = serde_json::from_str(text)
+        .map_err(|e| TestCaseError::fail(format!("fast accepted non-JSON {text}: {e}")))?;
+    let request = parse_request(raw)
+        .map_err(|r| TestCaseError::fail(format!("fast accepted {text}: {}", r.error.message)))?;
+    let method = Method::parse(&request.method, request.params, &LIMITS)
+        .map_err(|e| TestCaseError::fail(format!("fast accepted {text}: {}", e.message)))?;
+    prop_assert_eq!(
+        call.id.map(RawValue::get),
+        request.id.map(RawValue::get),
+        "{}",
+        text
+    );
+    prop_assert_eq!(call.method, method, "{}", text);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(2048))]
+
+    /// The one-pass decoder never accepts what the general path would answer otherwise.
+    #[test]
+    fn the_fast_path_agrees_with_the_general_one(text in near_common()) {
+        fast_agrees_with_general(&text)?;
     }
 }
 

@@ -1,6 +1,8 @@
 //! The request decoder on any bytes: the trailing-comma repair, the body's split into single
 //! and batch requests, each entry's envelope and the method with its params. Nothing may
-//! panic, and what comes out must obey the decoder's own rules (checked below).
+//! panic, and what comes out must obey the decoder's own rules (checked below). The one-pass
+//! decoder of the common request (`rpc::fast`) must never accept what the general path would
+//! answer otherwise.
 
 #![no_main]
 
@@ -9,6 +11,7 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use sessiond::methods::{ExpiryLimits, Method};
 use sessiond::rpc::envelope::{Incoming, parse_body, parse_request};
+use sessiond::rpc::fast;
 use sessiond::rpc::lenient::strip_trailing_commas;
 
 const MAX_BATCH: usize = 16;
@@ -19,6 +22,9 @@ const LIMITS: ExpiryLimits = ExpiryLimits {
 
 fuzz_target!(|data: &[u8]| {
     lenient(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        fast_agrees(text);
+    }
 
     let mut scratch = Vec::new();
     // (from_slice would skip the UTF-8 check inside strings it ignores.)
@@ -42,6 +48,19 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// What the one-pass decoder accepts, the general path accepts as the same call and id.
+fn fast_agrees(text: &str) {
+    let Some(call) = fast::decode(text, &LIMITS) else {
+        return;
+    };
+    let raw: &RawValue = serde_json::from_str(text).expect("fast accepted non-JSON");
+    let request = parse_request(raw).expect("fast accepted an invalid request");
+    let method =
+        Method::parse(&request.method, request.params, &LIMITS).expect("fast accepted bad params");
+    assert_eq!(call.id.map(RawValue::get), request.id.map(RawValue::get));
+    assert_eq!(call.method, method);
+}
 
 /// The repair only ever removes commas, and removes every trailing one at once.
 fn lenient(data: &[u8]) {

@@ -67,7 +67,7 @@ impl SessionStore for RedisStore {
     /// One pipeline of `EXISTS`: a batch's keys reach Redis in one write and come back in one
     /// read, under one timeout.
     async fn exists_many(&self, keys: &[SessionKey]) -> Result<Vec<bool>, StoreError> {
-        let mut pipe = redis::pipe();
+        let mut pipe = redis::Pipeline::with_capacity(keys.len());
         for key in keys {
             pipe.cmd("EXISTS").arg(self.key(key));
         }
