@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use sessiond::store::{MemoryStore, RedisStore, SessionStore};
+use sessiond::store::{ClusterStore, MemoryStore, RedisStore, SentinelStore, SessionStore};
 use sessiond::token::SessionKey;
 
 /// The behaviour every store must have. Uses real seconds for the TTL, as Redis's own clock
@@ -74,5 +74,54 @@ async fn memory_store_keeps_the_contract() {
 async fn redis_store_keeps_the_contract() {
     let redis = common::RedisServer::start();
     let store = RedisStore::new(&redis.url(), "contract:", Duration::from_secs(1)).expect("store");
+    contract(&store).await;
+}
+
+/// The ACL rules a least-privilege user needs on a cluster node: the four commands, the slot
+/// map (`CLUSTER SLOTS`) and `ASKING` (to follow an `ASK` redirection). README, "Redis
+/// Cluster and Sentinel".
+const CLUSTER_ACL: &[&str] = &[
+    "~contract:*",
+    "+set",
+    "+exists",
+    "+del",
+    "+ping",
+    "+cluster|slots",
+    "+asking",
+];
+
+/// On the master (and the replica, for after a failover): the four commands and `ROLE`.
+const SENTINEL_DATA_ACL: &[&str] = &["~contract:*", "+set", "+exists", "+del", "+ping", "+role"];
+
+/// On the sentinels: `ROLE` (the client checks that it talks to a sentinel) and
+/// `SENTINEL MASTERS`, the question that finds the master.
+const SENTINEL_ACL: &[&str] = &["+role", "+sentinel|masters"];
+
+#[tokio::test]
+async fn cluster_store_keeps_the_contract() {
+    // Nodes that require a password, reached as a least-privilege ACL user: the credentials
+    // in the seed URLs reach every node, and the documented rules are enough.
+    let cluster = common::cluster::RedisCluster::start_with_password("cluster-secret");
+    let seeds = cluster.add_user("sessiond", "user-secret", CLUSTER_ACL);
+    let seeds: Vec<String> = seeds.split(',').map(str::to_owned).collect();
+    let store =
+        ClusterStore::new(&seeds, "contract:", Duration::from_secs(1)).expect("cluster store");
+    contract(&store).await;
+}
+
+#[tokio::test]
+async fn sentinel_store_keeps_the_contract() {
+    // A password on the master, the replica and the sentinels alike, reached as a
+    // least-privilege ACL user that exists on all of them.
+    let group = common::cluster::SentinelGroup::start_with_password("sentinel-secret");
+    let sentinels = group.add_user("sessiond", "user-secret", SENTINEL_DATA_ACL, SENTINEL_ACL);
+    let sentinels: Vec<String> = sentinels.split(',').map(str::to_owned).collect();
+    let store = SentinelStore::new(
+        &sentinels,
+        common::cluster::SENTINEL_MASTER_NAME,
+        "contract:",
+        Duration::from_secs(1),
+    )
+    .expect("sentinel store");
     contract(&store).await;
 }

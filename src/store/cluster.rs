@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+use redis::{ErrorKind, IntoConnectionInfo, RedisError};
 use tokio::sync::OnceCell;
 
 use super::{SessionStore, StoreError};
@@ -38,9 +40,19 @@ impl ClusterStore {
     /// mode, and must be the same in every seed URL. Nothing is connected yet.
     ///
     /// # Errors
-    /// [`StoreError::Redis`] when a URL is not usable or the URLs disagree on credentials,
-    /// TLS or database.
+    /// [`StoreError::Redis`] when a URL is not usable, names a database other than 0 (a
+    /// cluster has no other, and every connection would fail on `SELECT`), or the URLs
+    /// disagree on credentials or TLS.
     pub fn new(seeds: &[String], prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
+        for seed in seeds {
+            if seed.as_str().into_connection_info()?.redis_settings().db() != 0 {
+                return Err(RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "a Redis Cluster has only database 0; remove the /<db> from the seed URLs",
+                ))
+                .into());
+            }
+        }
         let client = ClusterClient::builder(seeds.iter().map(String::as_str))
             .connection_timeout(timeout)
             .response_timeout(timeout)
@@ -106,11 +118,51 @@ impl SessionStore for ClusterStore {
         Ok(())
     }
 
-    /// `PING` goes to one node; readiness means the slot map is known and a node answers.
+    /// `PING` to every master, answered by the first that replies: ready means the slot map
+    /// is known and some master answers. (The client's default for `PING` waits for every
+    /// master, so one dead or hung master would make every pod unready at once and take all
+    /// the keys out of service, not only its own.)
     async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = redis::cmd("PING")
-            .query_async(&mut self.connection().await?)
+        let reply = self
+            .connection()
+            .await?
+            .route_command(
+                redis::cmd("PING"),
+                RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::OneSucceeded),
+                )),
+            )
             .await?;
+        let _: String = redis::from_redis_value(reply).map_err(RedisError::from)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seeds(urls: &[&str]) -> Vec<String> {
+        urls.iter().map(|u| (*u).to_owned()).collect()
+    }
+
+    #[test]
+    fn seed_urls_are_checked_before_anything_connects() {
+        let timeout = Duration::from_secs(1);
+        let ok = seeds(&["redis://:pw@10.0.0.1:6379", "redis://:pw@10.0.0.2:6379/0"]);
+        assert!(ClusterStore::new(&ok, "p:", timeout).is_ok());
+
+        let db = seeds(&["redis://10.0.0.1:6379", "redis://10.0.0.2:6379/3"]);
+        let err = ClusterStore::new(&db, "p:", timeout)
+            .err()
+            .expect("database 3");
+        assert!(err.to_string().contains("only database 0"), "{err}");
+
+        let passwords = seeds(&["redis://:a@10.0.0.1:6379", "redis://:b@10.0.0.2:6379"]);
+        assert!(ClusterStore::new(&passwords, "p:", timeout).is_err());
+        let tls = seeds(&["rediss://10.0.0.1:6379", "redis://10.0.0.2:6379"]);
+        assert!(ClusterStore::new(&tls, "p:", timeout).is_err());
+        assert!(ClusterStore::new(&seeds(&["http://10.0.0.1"]), "p:", timeout).is_err());
     }
 }

@@ -212,12 +212,11 @@ impl SentinelStore {
 
     /// Sends `cmd` to the master. When the answer shows that the master changed (`READONLY`,
     /// an answer that `check` refuses, or the connection broke or timed out), the master is
-    /// rediscovered and, if `resend_after_io_error` or the command was not applied, the
-    /// command is sent once more.
+    /// rediscovered and the command sent once more. (A master demoted by the sentinels closes
+    /// its clients' connections, so the first sign of a failover is often a broken pipe.)
     async fn query<T: FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
-        resend_after_io_error: bool,
         check: fn(&T) -> Result<(), RedisError>,
     ) -> Result<T, StoreError> {
         let mut attempt = 0;
@@ -236,8 +235,7 @@ impl SentinelStore {
             if readonly || broken {
                 self.forget(master.generation, &err);
             }
-            let resend = readonly || (broken && resend_after_io_error);
-            if !resend || attempt >= ATTEMPTS {
+            if !(readonly || broken) || attempt >= ATTEMPTS {
                 return Err(err.into());
             }
         }
@@ -245,8 +243,9 @@ impl SentinelStore {
 }
 
 impl SessionStore for SentinelStore {
-    /// Not resent after a broken connection: the `SET` may have been applied, and resending
-    /// it would report a collision that did not happen.
+    /// Resent after a broken connection like every command. If the first `SET` was applied
+    /// before the connection broke, the resend finds the key and reports a collision: the
+    /// caller then draws another token, and the first key, whose token nobody holds, expires.
     async fn create(&self, key: &SessionKey, ttl_secs: u64) -> Result<bool, StoreError> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.key(key))
@@ -254,28 +253,28 @@ impl SessionStore for SentinelStore {
             .arg("EX")
             .arg(ttl_secs)
             .arg("NX");
-        let reply: Option<String> = self.query(&cmd, false, accept).await?;
+        let reply: Option<String> = self.query(&cmd, accept).await?;
         Ok(reply.is_some())
     }
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(self.key(key));
-        let count: u64 = self.query(&cmd, true, accept).await?;
+        let count: u64 = self.query(&cmd, accept).await?;
         Ok(count > 0)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.key(key));
-        let _: u64 = self.query(&cmd, true, accept).await?;
+        let _: u64 = self.query(&cmd, accept).await?;
         Ok(())
     }
 
     /// `ROLE` rather than `PING`: a master demoted while its connection stayed open answers
     /// `PING` but not writes, so readiness checks the role and rediscovers when it changed.
     async fn ping(&self) -> Result<(), StoreError> {
-        let _: Role = self.query(&redis::cmd("ROLE"), true, still_master).await?;
+        let _: Role = self.query(&redis::cmd("ROLE"), still_master).await?;
         Ok(())
     }
 }
