@@ -1,11 +1,12 @@
 //! The application: the configured store behind the session methods, and the HTTP limits.
-//! Built once at start-up and shared by every connection.
+//! Built at start-up, once per worker thread (each with its own store connection), and shared by
+//! every connection that worker serves.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::ApiKeys;
-use crate::config::Settings;
+use crate::config::{RedisMode, Settings, StoreSettings};
 use crate::methods::ExpiryLimits;
 use crate::metrics::Metrics;
 use crate::redact::redact_url;
@@ -44,32 +45,46 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the application from settings. Does not wait for Redis.
+    /// Builds the application from settings, logging what it serves from. Does not wait for
+    /// Redis.
     ///
     /// # Errors
     /// [`StoreError`] when the store cannot be set up from the settings.
     pub fn from_settings(settings: &Settings) -> Result<Arc<Self>, StoreError> {
-        let backend = Backend::from_settings(settings)?;
+        Self::describe(settings);
+        Self::build(settings, Arc::new(Metrics::new(store_kind(settings))))
+    }
+
+    /// Logs, once per process, where sessions live and whether callers need a key.
+    pub fn describe(settings: &Settings) {
         match &settings.store {
-            crate::config::StoreSettings::Memory => tracing::warn!(
+            StoreSettings::Memory => tracing::warn!(
                 "SESSIOND_REDIS_URL is unset: sessions live in this process's memory, are lost \
                  on restart and are not shared; run one instance only"
             ),
-            crate::config::StoreSettings::Redis(redis) => tracing::info!(
+            StoreSettings::Redis(redis) => tracing::info!(
                 mode = ?redis.mode,
                 url = %redact_url(&redis.urls.join(",")),
                 "sessions live in Redis"
             ),
         }
-        let limits = ExpiryLimits {
-            default: settings.default_expires_in,
-            max: settings.max_expires_in,
-        };
-        let metrics = Arc::new(Metrics::new(backend.kind()));
         if let Some(keys) = &settings.api_keys {
             let names: Vec<&str> = keys.names().collect();
             tracing::info!(?names, "callers must present an API key");
         }
+    }
+
+    /// Builds the application with its own store connection, counting into `metrics` (which
+    /// several apps in one process may share).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store cannot be set up from the settings.
+    pub fn build(settings: &Settings, metrics: Arc<Metrics>) -> Result<Arc<Self>, StoreError> {
+        let backend = Backend::from_settings(settings)?;
+        let limits = ExpiryLimits {
+            default: settings.default_expires_in,
+            max: settings.max_expires_in,
+        };
         Ok(Arc::new(Self {
             sessions: Sessions::new(backend, limits, settings.redis_timeout)
                 .with_metrics(metrics.clone()),
@@ -85,5 +100,17 @@ impl App {
                 shutdown_timeout: settings.shutdown_timeout,
             },
         }))
+    }
+}
+
+/// The store's short name (as [`Backend::kind`]) from the settings alone.
+pub fn store_kind(settings: &Settings) -> &'static str {
+    match &settings.store {
+        StoreSettings::Memory => "memory",
+        StoreSettings::Redis(redis) => match redis.mode {
+            RedisMode::Standalone => "redis",
+            RedisMode::Cluster => "redis-cluster",
+            RedisMode::Sentinel => "redis-sentinel",
+        },
     }
 }

@@ -48,8 +48,8 @@ pub struct Settings {
     pub body_timeout: Duration,
     /// How long in-flight requests may run after SIGTERM before the process exits anyway.
     pub shutdown_timeout: Duration,
-    /// Runtime worker threads (`SESSIOND_WORKER_THREADS`); `None` means one per CPU. One
-    /// means a single-threaded runtime.
+    /// Worker threads (`SESSIOND_WORKER_THREADS`), each a single-threaded runtime with its own
+    /// store connection; `None` means one per CPU (see `workers`).
     pub worker_threads: Option<usize>,
 }
 

@@ -1,7 +1,8 @@
 //! sessiond: a stateless JSON-RPC 2.0 session-token service whose state lives in Redis.
 //!
-//! The binary (`main.rs`) only reads configuration, sets up telemetry and calls [`server::serve`];
-//! everything else lives here so that the tests and benchmarks drive the same code.
+//! The binary (`main.rs`) only reads configuration, sets up telemetry and calls
+//! [`workers::run`], which runs [`server::serve_with_permits`] on each worker thread; everything
+//! else lives here so that the tests and benchmarks drive the same code.
 //!
 //! Where to find things:
 //! - [`config`]: settings from the environment and an optional TOML file.
@@ -11,6 +12,7 @@
 //! - [`token`]: token generation and the hashed store key.
 //! - [`store`]: the store trait with its Redis and in-memory backends.
 //! - [`routes`] and [`server`]: the HTTP surface and the connection loop with graceful shutdown.
+//! - [`workers`]: thread per core, each worker with its own runtime and store connection.
 
 pub mod app;
 pub mod auth;
@@ -28,3 +30,4 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod token;
+pub mod workers;

@@ -8,7 +8,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::RedisServer;
-use common::process::{json_body, post, sessiond, signal, start, stop_and_collect_logs, wait_exit};
+use common::process::{
+    get, json_body, post, sessiond, signal, start, stop_and_collect_logs, wait_exit,
+};
 
 #[test]
 fn bad_configuration_stops_start_up_with_one_clear_line() {
@@ -199,6 +201,8 @@ fn sigterm_under_load_answers_every_received_request_and_exits_zero() {
     let (mut child, port) = start(&[
         ("SESSIOND_REDIS_URL", &redis.url()),
         ("SESSIOND_SHUTDOWN_TIMEOUT_MS", "5000"),
+        // Several workers even on a one-CPU machine: the drain must hold across them.
+        ("SESSIOND_WORKER_THREADS", "3"),
     ]);
     let request = {
         let body = r#"{"jsonrpc":"2.0","method":"session.open_session","params":{"expires_in":60},"id":1}"#;
@@ -249,4 +253,73 @@ fn sigterm_under_load_answers_every_received_request_and_exits_zero() {
     let answered: u32 = workers.into_iter().map(|w| w.join().expect("worker")).sum();
     assert!(answered > 50, "the load ran: {answered} answers");
     assert_eq!(status.code(), Some(0));
+}
+
+/// With several worker threads (each its own runtime and Redis connection, all accepting on
+/// one port), a session opened through any connection is active through every other, and
+/// `/metrics` counts the calls of every worker.
+#[test]
+fn worker_threads_share_the_port_the_sessions_and_the_metrics() {
+    const CALLS: usize = 40;
+    let redis = RedisServer::start();
+    let (mut child, port) = start(&[
+        ("SESSIOND_REDIS_URL", &redis.url()),
+        ("SESSIOND_WORKER_THREADS", "4"),
+    ]);
+    let open =
+        r#"{"jsonrpc":"2.0","method":"session.open_session","params":{"expires_in":60},"id":1}"#;
+    // Each call on its own connection, several at a time, so that every worker accepts some.
+    let tokens: Vec<String> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..CALLS)
+            .map(|_| scope.spawn(|| json_body(&post(port, open))))
+            .collect();
+        calls
+            .into_iter()
+            .map(|call| {
+                let answer = call.join().expect("call");
+                answer["result"]["access_token"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{answer}"))
+                    .to_owned()
+            })
+            .collect()
+    });
+    for token in tokens.iter().rev() {
+        let verify = format!(
+            r#"{{"jsonrpc":"2.0","method":"session.verify_session_token","params":{{"token":"{token}"}},"id":2}}"#
+        );
+        assert_eq!(
+            json_body(&post(port, &verify))["result"]["active"],
+            true,
+            "opened through one connection, active through another"
+        );
+    }
+
+    let metrics = get(port, "/metrics");
+    for method in ["session.open_session", "session.verify_session_token"] {
+        let series = format!(r#"sessiond_rpc_calls_total{{method="{method}",outcome="result"}} "#);
+        let count: f64 = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} in {metrics}"));
+        assert_eq!(
+            count, CALLS as f64,
+            "every worker's calls are counted: {method}"
+        );
+    }
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut redis.client())
+        .expect("CLIENT LIST");
+    let connections = clients.lines().count() - 1; // this connection
+    assert!(
+        (2..=4).contains(&connections),
+        "one Redis connection per worker that served calls, not one in all: {connections}"
+    );
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).code(),
+        Some(0)
+    );
 }

@@ -98,8 +98,8 @@ pub fn json_body(answer: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"))
 }
 
-/// GETs `path`; returns the status code.
-pub fn get_status(port: u16, path: &str) -> u16 {
+/// GETs `path` on a fresh connection; returns the whole raw HTTP answer.
+pub fn get(port: u16, path: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -109,6 +109,11 @@ pub fn get_status(port: u16, path: &str) -> u16 {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer
+}
+
+/// GETs `path`; returns the status code.
+pub fn get_status(port: u16, path: &str) -> u16 {
+    get(port, path)
         .get(9..12)
         .and_then(|code| code.parse().ok())
         .unwrap_or(0)
