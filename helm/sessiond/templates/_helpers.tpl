@@ -109,6 +109,9 @@ line naming the values involved.
 {{- if not (or .Values.devRedis.enabled .Values.redis.existingSecret .Values.redis.url) }}
 {{- fail "sessiond: no Redis configured; set redis.url, redis.existingSecret or (development only) devRedis.enabled=true — without Redis every pod would keep its own sessions" }}
 {{- end }}
+{{- if and (eq .Values.redis.mode "standalone") (not .Values.redis.existingSecret) (not .Values.devRedis.enabled) (contains "," .Values.redis.url) }}
+{{- fail "sessiond: redis.url holds several URLs; set redis.mode to cluster or sentinel (standalone takes one URL)" }}
+{{- end }}
 {{- if and (eq .Values.redis.mode "sentinel") (not .Values.redis.sentinelMaster) }}
 {{- fail "sessiond: redis.mode=sentinel needs redis.sentinelMaster" }}
 {{- end }}
