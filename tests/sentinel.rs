@@ -27,7 +27,7 @@ const TIMEOUT_MS: u64 = 1_000;
 /// noticing it (they poll the promoted replica's role once a second), the service's next
 /// discovery (at most 100 ms of back-off after a failed one) and one call timeout (1 s) for a
 /// call already waiting on the dead master: about 5 s at worst, plus 1 s of slack for a
-/// loaded 2-core CI machine. Measured on such a machine (21 runs, the file's other tests
+/// loaded 2-core CI machine. Measured on such a machine (30 runs, the file's other tests
 /// running alongside, in some runs also other cluster and sentinel test binaries): the last
 /// failed call was sent 2.2–2.4 s after the kill, when the sentinels named the replica
 /// (2.2–2.7 s after it).
@@ -102,6 +102,24 @@ async fn the_api_works_on_the_master_the_sentinels_name() {
     for token in &tokens {
         assert!(app.verify(token).await);
     }
+}
+
+/// `rediss://` with a password, as in standalone mode: the sentinel and the master speak only
+/// TLS, and the URL's scheme and credentials serve for both.
+#[test]
+fn sessions_over_tls_with_a_password() {
+    let group = common::cluster::TlsTopology::sentinel("tls-sentinel-secret");
+    let sentinel = group.sentinel_port.expect("a sentinel");
+    let url = format!("rediss://:tls-sentinel-secret@127.0.0.1:{sentinel}");
+    common::cluster::sessions_over_tls(
+        &[
+            ("SESSIOND_REDIS_MODE", "sentinel"),
+            ("SESSIOND_REDIS_URL", &url),
+            ("SESSIOND_REDIS_SENTINEL_MASTER", SENTINEL_MASTER_NAME),
+        ],
+        &group.ca_file(),
+        "tls-sentinel-secret",
+    );
 }
 
 #[tokio::test]
