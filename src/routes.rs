@@ -13,7 +13,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE,
+    ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
+    WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::Instrument;
@@ -28,7 +29,7 @@ use crate::rpc::response::error_body;
 /// Every response body: whole, in memory.
 pub type Body = Full<Bytes>;
 
-const REQUEST_ID: &str = "x-request-id";
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Routes one request.
 ///
@@ -41,7 +42,7 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bod
     let span = tracing::info_span!(
         "request",
         request_id = request_id.to_str().unwrap_or_default(),
-        method = %req.method(),
+        method = req.method().as_str(),
         path = req.uri().path(),
         caller = tracing::field::Empty,
     );
@@ -97,7 +98,7 @@ async fn answer(app: &App, req: Request<Incoming>) -> Response<Body> {
 /// The caller's request id when it is a sane header value, otherwise a new one.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    if let Some(given) = headers.get(REQUEST_ID) {
+    if let Some(given) = headers.get(&REQUEST_ID) {
         let sane = given.len() <= 128 && given.as_bytes().iter().all(u8::is_ascii_graphic);
         if sane && !given.is_empty() {
             return given.clone();
