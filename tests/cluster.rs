@@ -9,7 +9,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{CLUSTER_NODE_TIMEOUT_MS, Load, RedisCluster, free_ports};
+use common::cluster::{
+    CLUSTER_NODE_TIMEOUT_MS, Load, RedisCluster, assert_ready_within,
+    assert_unready_and_failing_fast, free_ports, loopback_urls,
+};
 use common::{TestApp, spawn_app};
 use hyper::StatusCode;
 use serde_json::json;
@@ -394,36 +397,11 @@ fn sessions_over_tls_with_a_password() {
 #[tokio::test]
 async fn starts_before_the_cluster_and_connects_once_it_answers() {
     let ports = free_ports(6);
-    let seeds = ports
-        .iter()
-        .map(|p| format!("redis://127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let app = cluster_app(&seeds).await;
-
-    let (status, _) = app.get("/readyz").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let started = Instant::now();
-    let answer = app.call("session.open_session", json!({})).await;
-    assert_eq!(answer["error"]["code"], -32000, "{answer}");
-    assert!(
-        started.elapsed() < Duration::from_millis(TIMEOUT_MS + 1_000),
-        "failed within the timeout: {:?}",
-        started.elapsed()
-    );
+    let app = cluster_app(&loopback_urls(&ports)).await;
+    assert_unready_and_failing_fast(&app, TIMEOUT_MS).await;
 
     let _cluster = RedisCluster::start_on(&ports, None);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _) = app.get("/readyz").await;
-        if status == StatusCode::OK {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let token = app.open(None).await;
-    assert!(app.verify(&token).await);
+    assert_ready_within(&app, Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{
-    Load, SENTINEL_DOWN_AFTER_MS, SENTINEL_MASTER_NAME, SentinelGroup, free_ports,
+    Load, SENTINEL_DOWN_AFTER_MS, SENTINEL_MASTER_NAME, SentinelGroup, assert_ready_within,
+    assert_unready_and_failing_fast, free_ports, loopback_urls,
 };
 use common::{TestApp, spawn_app};
 use hyper::StatusCode;
-use serde_json::json;
 use sessiond::token::SessionKey;
 
 /// `SESSIOND_REDIS_TIMEOUT_MS` in these tests (the default).
@@ -125,36 +125,11 @@ fn sessions_over_tls_with_a_password() {
 #[tokio::test]
 async fn starts_before_the_sentinels_and_connects_once_they_answer() {
     let ports = free_ports(5);
-    let sentinels = ports[2..]
-        .iter()
-        .map(|p| format!("redis://127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let app = sentinel_app(&sentinels).await;
-
-    let (status, _) = app.get("/readyz").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let started = Instant::now();
-    let answer = app.call("session.open_session", json!({})).await;
-    assert_eq!(answer["error"]["code"], -32000, "{answer}");
-    assert!(
-        started.elapsed() < Duration::from_millis(TIMEOUT_MS + 1_000),
-        "failed within the timeout: {:?}",
-        started.elapsed()
-    );
+    let app = sentinel_app(&loopback_urls(&ports[2..])).await;
+    assert_unready_and_failing_fast(&app, TIMEOUT_MS).await;
 
     let _group = SentinelGroup::start_on(&ports, None);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _) = app.get("/readyz").await;
-        if status == StatusCode::OK {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let token = app.open(None).await;
-    assert!(app.verify(&token).await);
+    assert_ready_within(&app, Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -59,6 +59,60 @@ fn temp_dir(kind: &str) -> PathBuf {
 }
 
 /// `count` distinct ports that nothing listens on right now.
+/// Starts `what` on `count` free ports, trying fresh ones when a port was taken between
+/// choosing and binding it (tests run in parallel).
+fn on_fresh_ports<T>(count: usize, what: &str, start: impl Fn(&[u16]) -> Result<T, String>) -> T {
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        match start(&free_ports(count)) {
+            Ok(started) => return started,
+            Err(why) => failures.push(why),
+        }
+    }
+    panic!("could not start {what}: {failures:#?}");
+}
+
+/// `redis://127.0.0.1:<port>` for each port, comma-separated: seed or sentinel URLs.
+pub fn loopback_urls(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| format!("redis://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Before anything answers on the configured addresses: `/readyz` is 503 and a call fails
+/// with the store-unavailable error within the store timeout (plus a second of slack).
+pub async fn assert_unready_and_failing_fast(app: &super::TestApp, timeout_ms: u64) {
+    let (status, _) = app.get("/readyz").await;
+    assert_eq!(status, hyper::StatusCode::SERVICE_UNAVAILABLE);
+    let started = Instant::now();
+    let answer = app
+        .call("session.open_session", serde_json::json!({}))
+        .await;
+    assert_eq!(answer["error"]["code"], -32000, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_millis(timeout_ms + 1_000),
+        "failed within the timeout: {:?}",
+        started.elapsed()
+    );
+}
+
+/// Polls `/readyz` until it is 200, then opens and verifies a session; panics after `within`.
+pub async fn assert_ready_within(app: &super::TestApp, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, _) = app.get("/readyz").await;
+        if status == hyper::StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = app.open(None).await;
+    assert!(app.verify(&token).await);
+}
+
 pub fn free_ports(count: usize) -> Vec<u16> {
     let mut seen = HashSet::new();
     let mut ports = Vec::with_capacity(count);
@@ -274,17 +328,8 @@ impl RedisCluster {
         Self::start_on_free_ports(Some(password))
     }
 
-    /// Tries fresh ports when one was taken between choosing and binding it (tests run in
-    /// parallel).
     fn start_on_free_ports(password: Option<&str>) -> Self {
-        let mut failures = Vec::new();
-        for _ in 0..3 {
-            match Self::try_start_on(&free_ports(6), password) {
-                Ok(cluster) => return cluster,
-                Err(why) => failures.push(why),
-            }
-        }
-        panic!("could not start a cluster: {failures:#?}");
+        on_fresh_ports(6, "a cluster", |ports| Self::try_start_on(ports, password))
     }
 
     /// A cluster on the given six ports (chosen in advance, e.g. to start the app first).
@@ -572,16 +617,10 @@ impl SentinelGroup {
         Self::start_on_free_ports(Some(password))
     }
 
-    /// Tries fresh ports when one was taken between choosing and binding it.
     fn start_on_free_ports(password: Option<&str>) -> Self {
-        let mut failures = Vec::new();
-        for _ in 0..3 {
-            match Self::try_start_on(&free_ports(5), password) {
-                Ok(group) => return group,
-                Err(why) => failures.push(why),
-            }
-        }
-        panic!("could not start the sentinel group: {failures:#?}");
+        on_fresh_ports(5, "the sentinel group", |ports| {
+            Self::try_start_on(ports, password)
+        })
     }
 
     /// A group on the given ports: master, replica, then the three sentinels.
