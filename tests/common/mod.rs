@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod process;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
