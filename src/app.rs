@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::ApiKeys;
-use crate::config::{RedisMode, Settings, StoreSettings};
+use crate::config::{Settings, StoreSettings};
 use crate::methods::ExpiryLimits;
 use crate::metrics::Metrics;
 use crate::redact::redact_url;
 use crate::sessions::Sessions;
-use crate::store::{Backend, StoreError};
+use crate::store::{self, Backend, StoreError};
 
 /// Limits on what a client may send and how long it may take.
 #[derive(Debug, Clone)]
@@ -52,7 +52,10 @@ impl App {
     /// [`StoreError`] when the store cannot be set up from the settings.
     pub fn from_settings(settings: &Settings) -> Result<Arc<Self>, StoreError> {
         Self::describe(settings);
-        Self::build(settings, Arc::new(Metrics::new(store_kind(settings))))
+        Self::build(
+            settings,
+            Arc::new(Metrics::new(store::kind(&settings.store))),
+        )
     }
 
     /// Logs, once per process, where sessions live and whether callers need a key.
@@ -100,17 +103,5 @@ impl App {
                 shutdown_timeout: settings.shutdown_timeout,
             },
         }))
-    }
-}
-
-/// The store's short name (as [`Backend::kind`]) from the settings alone.
-pub fn store_kind(settings: &Settings) -> &'static str {
-    match &settings.store {
-        StoreSettings::Memory => "memory",
-        StoreSettings::Redis(redis) => match redis.mode {
-            RedisMode::Standalone => "redis",
-            RedisMode::Cluster => "redis-cluster",
-            RedisMode::Sentinel => "redis-sentinel",
-        },
     }
 }

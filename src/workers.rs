@@ -20,11 +20,11 @@ use std::thread::JoinHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::app::{App, store_kind};
+use crate::app::App;
 use crate::config::{Settings, StoreSettings};
 use crate::metrics::Metrics;
 use crate::server::{Connections, accept, admit};
-use crate::shutdown;
+use crate::{shutdown, store};
 
 /// A connection handed to a worker, with its slot under the connection limit.
 type Handed = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit);
@@ -71,7 +71,7 @@ pub fn run(settings: Settings) -> ExitCode {
     };
     App::describe(&settings);
     let settings = Arc::new(settings);
-    let metrics = Arc::new(Metrics::new(store_kind(&settings)));
+    let metrics = Arc::new(Metrics::new(store::kind(&settings.store)));
 
     let Running {
         senders: workers,
@@ -82,7 +82,7 @@ pub fn run(settings: Settings) -> ExitCode {
     };
     tracing::info!(
         listen = %settings.listen,
-        store = store_kind(&settings),
+        store = store::kind(&settings.store),
         workers = workers.len(),
         version = env!("CARGO_PKG_VERSION"),
         "sessiond is listening"

@@ -113,15 +113,19 @@ impl Backend {
             },
         }
     }
+}
 
-    /// A short name for logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Memory(_) => "memory",
-            Self::Redis(_) => "redis",
-            Self::Cluster(_) => "redis-cluster",
-            Self::Sentinel(_) => "redis-sentinel",
-        }
+/// The configured store's short name, for logs and metrics: `memory`, `redis`,
+/// `redis-cluster` or `redis-sentinel`. Known from the settings alone, before any worker has
+/// built its [`Backend`].
+pub fn kind(settings: &StoreSettings) -> &'static str {
+    match settings {
+        StoreSettings::Memory => "memory",
+        StoreSettings::Redis(redis) => match redis.mode {
+            RedisMode::Standalone => "redis",
+            RedisMode::Cluster => "redis-cluster",
+            RedisMode::Sentinel => "redis-sentinel",
+        },
     }
 }
 
