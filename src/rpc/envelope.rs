@@ -120,8 +120,14 @@ struct RawRequest<'a> {
     id: Option<&'a RawValue>,
 }
 
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
+/// `Some` for a member that is present, `null` included (which the field's type then
+/// refuses unless it can hold it), so that absent and `null` stay different.
+pub(super) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// Judges one entry (the whole body, or one element of a batch).
@@ -143,7 +149,7 @@ pub fn parse_request(entry: &RawValue) -> Result<Request<'_>, Rejected<'_>> {
         .map_err(|e| reject(RawValue::NULL, e.to_string().into()))?;
     let id = match raw.id {
         None => None,
-        Some(id) if matches!(first_byte(id), b'"' | b'-' | b'0'..=b'9' | b'n') => Some(id),
+        Some(id) if is_valid_id(id) => Some(id),
         Some(_) => {
             return Err(reject(
                 RawValue::NULL,
@@ -172,6 +178,11 @@ pub fn parse_request(entry: &RawValue) -> Result<Request<'_>, Rejected<'_>> {
         method,
         params: raw.params,
     })
+}
+
+/// Whether `id` may be a request's id: a string, a number or null.
+pub(super) fn is_valid_id(id: &RawValue) -> bool {
+    matches!(first_byte(id), b'"' | b'-' | b'0'..=b'9' | b'n')
 }
 
 fn first_byte(raw: &RawValue) -> u8 {

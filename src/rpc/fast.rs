@@ -16,6 +16,7 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+use super::envelope::{is_valid_id, present};
 use crate::methods::{
     CLOSE_SESSION, DISCOVER, ExpiryLimits, Method, OPEN_SESSION, VERIFY_SESSION_TOKEN,
 };
@@ -35,11 +36,8 @@ pub fn decode<'a>(text: &'a str, limits: &ExpiryLimits) -> Option<Call<'a>> {
     if envelope.jsonrpc != "2.0" {
         return None;
     }
-    if let Some(id) = envelope.id {
-        let first = id.get().as_bytes().first().copied().unwrap_or(0);
-        if !matches!(first, b'"' | b'-' | b'0'..=b'9' | b'n') {
-            return None;
-        }
+    if envelope.id.is_some_and(|id| !is_valid_id(id)) {
+        return None;
     }
     let params = envelope.params;
     let method = match (envelope.method, params) {
@@ -98,16 +96,6 @@ struct Envelope<'a> {
     params: Option<Params<'a>>,
     #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
-}
-
-/// `Some` for a member that is present, `null` included (which the field's type then
-/// refuses unless it can hold it), so that absent and `null` stay different.
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
 }
 
 /// Params by name, each at most once; any other member fails the pass.
