@@ -157,11 +157,11 @@ impl<S: SessionStore> Sessions<S> {
     /// order. Tokens of the wrong shape are inactive without asking the store; when the store
     /// fails, every token it was asked about gets the store-unavailable error.
     pub async fn verify_many(&self, tokens: &[&str]) -> Vec<Result<Reply, RpcError>> {
-        let keys: Vec<SessionKey> = tokens
+        let shaped: Vec<Option<SessionKey>> = tokens
             .iter()
-            .filter(|token| token::is_well_formed(token))
-            .map(|token| SessionKey::of(token))
+            .map(|token| token::is_well_formed(token).then(|| SessionKey::of(token)))
             .collect();
+        let keys: Vec<SessionKey> = shaped.iter().flatten().copied().collect();
         let found = match keys.as_slice() {
             [] => Ok(Vec::new()),
             [key] => self
@@ -183,16 +183,12 @@ impl<S: SessionStore> Sessions<S> {
             Err(err) => Err(err),
         }
         .map_err(store_failure);
-        tokens
+        shaped
             .iter()
-            .map(|token| {
-                if !token::is_well_formed(token) {
-                    return Ok(Reply::Active(false));
-                }
-                match &mut found {
-                    Ok(found) => Ok(Reply::Active(found.next().unwrap_or(false))),
-                    Err(error) => Err(error.clone()),
-                }
+            .map(|key| match (key, &mut found) {
+                (None, _) => Ok(Reply::Active(false)),
+                (Some(_), Ok(found)) => Ok(Reply::Active(found.next().unwrap_or(false))),
+                (Some(_), Err(error)) => Err(error.clone()),
             })
             .collect()
     }
