@@ -19,6 +19,9 @@ use crate::token::{self, SessionKey};
 /// astronomically unlikely with 122 random bits.
 const OPEN_ATTEMPTS: usize = 3;
 
+/// A deadline beyond any run (about 30 years), for store timeouts too large to add to now.
+const NEVER: Duration = Duration::from_secs(30 * 365 * 86_400);
+
 /// A method's successful result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -202,24 +205,33 @@ impl<S: SessionStore> Sessions<S> {
         Ok(Reply::Closed)
     }
 
-    /// Runs a store operation under the timeout, and counts it.
-    async fn bounded<T>(
+    /// Runs a store operation under the timeout, and counts it. Not an `async fn`: the store's
+    /// future goes straight into the timeout instead of being kept as an argument and moved
+    /// again, and the one clock reading gives both the deadline and the start.
+    fn bounded<T>(
         &self,
         operation: Operation,
         call: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+    ) -> impl Future<Output = Result<T, StoreError>> {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.timeout, call)
-            .await
-            .unwrap_or(Err(StoreError::Timeout(self.timeout)));
-        let failure = match &outcome {
-            Ok(_) => None,
-            Err(StoreError::Timeout(_)) => Some("timeout"),
-            Err(_) => Some("error"),
-        };
-        self.metrics
-            .store_operation(operation, started.elapsed(), failure);
-        outcome
+        // A timeout too large to add (the setting is any u64 of milliseconds) never fires.
+        let deadline = started
+            .checked_add(self.timeout)
+            .unwrap_or_else(|| started + NEVER);
+        let timed = tokio::time::timeout_at(deadline.into(), call);
+        async move {
+            let outcome = timed
+                .await
+                .unwrap_or(Err(StoreError::Timeout(self.timeout)));
+            let failure = match &outcome {
+                Ok(_) => None,
+                Err(StoreError::Timeout(_)) => Some("timeout"),
+                Err(_) => Some("error"),
+            };
+            self.metrics
+                .store_operation(operation, started.elapsed(), failure);
+            outcome
+        }
     }
 }
 
@@ -228,4 +240,30 @@ impl<S: SessionStore> Sessions<S> {
 fn store_failure(err: StoreError) -> RpcError {
     tracing::warn!(error = %err, "session store call failed");
     RpcError::store_unavailable()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn a_store_timeout_too_large_to_add_to_now_never_fires() {
+        let limits = ExpiryLimits {
+            default: 60,
+            max: 3600,
+        };
+        let sessions = Sessions::new(MemoryStore::new(), limits, Duration::from_millis(u64::MAX));
+        let Ok(Reply::Opened { access_token, .. }) =
+            sessions.call(Method::OpenSession { expires_in: 60 }).await
+        else {
+            panic!("open failed");
+        };
+        let verified = sessions
+            .call(Method::VerifySessionToken {
+                token: access_token.into(),
+            })
+            .await;
+        assert_eq!(verified, Ok(Reply::Active(true)));
+    }
 }
