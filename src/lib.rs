@@ -1,8 +1,9 @@
 //! sessiond: a stateless JSON-RPC 2.0 session-token service whose state lives in Redis.
 //!
 //! The binary (`main.rs`) only reads configuration, sets up telemetry and calls
-//! [`workers::run`], which runs [`server::serve_with_permits`] on each worker thread; everything
-//! else lives here so that the tests and benchmarks drive the same code.
+//! [`workers::run`]: the main thread accepts ([`server::accept`], [`server::admit`]) and each
+//! worker thread serves its share of the connections ([`server::Connections`]); everything else
+//! lives here so that the tests and benchmarks drive the same code.
 //!
 //! Where to find things:
 //! - [`config`]: settings from the environment and an optional TOML file.

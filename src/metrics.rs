@@ -40,7 +40,8 @@ pub enum Operation {
     create,
     /// `EXISTS`
     exists,
-    /// A batch's `EXISTS` calls, sent together (one pipeline on Redis)
+    /// A batch's `EXISTS` calls, sent together (one multi-key `EXISTS` on Redis, then a
+    /// pipeline of single-key ones when the count is neither zero nor all)
     exists_batch,
     /// `DEL`
     delete,

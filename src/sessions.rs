@@ -156,9 +156,10 @@ impl<S: SessionStore> Sessions<S> {
             .map(Reply::Active)
     }
 
-    /// Verifies a batch's tokens with one store call (one Redis pipeline), answering each in
-    /// order. Tokens of the wrong shape are inactive without asking the store; when the store
-    /// fails, every token it was asked about gets the store-unavailable error.
+    /// Verifies a batch's tokens with one store call ([`SessionStore::exists_many`]),
+    /// answering each in order. Tokens of the wrong shape are inactive without asking the
+    /// store; when the store fails, every token it was asked about gets the store-unavailable
+    /// error.
     pub async fn verify_many(&self, tokens: &[&str]) -> Vec<Result<Reply, RpcError>> {
         let shaped: Vec<Option<SessionKey>> = tokens
             .iter()

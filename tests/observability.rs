@@ -99,7 +99,7 @@ async fn metrics_move_as_calls_are_made() {
     assert_eq!(
         moved(r#"sessiond_store_operation_duration_seconds_count{operation="exists_batch"}"#),
         1.0,
-        "the batch's three verify calls went to the store as one pipeline"
+        "the batch's three verify calls went to the store together"
     );
     assert_eq!(
         moved(r#"sessiond_store_operation_duration_seconds_count{operation="create"}"#),

@@ -190,8 +190,9 @@ async fn params_by_position_work_like_params_by_name() {
     assert!(!app.verify(token).await);
 }
 
-/// A batch's verify calls go to Redis as one pipeline; each entry is still answered on its
-/// own, in order, next to the batch's other calls.
+/// A batch's verify calls go to Redis together (live and unknown tokens mixed: the multi-key
+/// `EXISTS`, then the pipeline); each entry is still answered on its own, in order, next to
+/// the batch's other calls.
 #[tokio::test]
 async fn a_batch_of_verify_calls_is_answered_entry_by_entry() {
     let (_redis, app) = spawn_redis_app().await;

@@ -63,6 +63,45 @@ async fn contract<S: SessionStore>(store: &S) {
         store.exists(&key).await.expect("exists"),
         "the long-lived key outlived the short one"
     );
+    exists_many(store, &key, &short).await;
+}
+
+/// `exists_many` answers each key in order, whatever mix of live and absent keys it is asked
+/// about (the Redis store asks one multi-key `EXISTS` first and goes key by key only when its
+/// count is neither zero nor all of them; a key named twice counts twice).
+async fn exists_many<S: SessionStore>(store: &S, live: &SessionKey, other_live: &SessionKey) {
+    let absent = SessionKey::of(&sessiond::token::generate());
+    let other_absent = SessionKey::of(&sessiond::token::generate());
+    let (l, m, a, b) = (*live, *other_live, absent, other_absent);
+    let cases: &[(&[SessionKey], &[bool], &str)] = &[
+        (&[], &[], "nothing asked"),
+        (&[l, m], &[true, true], "all live"),
+        (&[a, b], &[false, false], "none live"),
+        (
+            &[a, l, b, m, a],
+            &[false, true, false, true, false],
+            "some of each",
+        ),
+        (
+            &[l, l, a],
+            &[true, true, false],
+            "a live key twice and an absent one",
+        ),
+        (
+            &[a, a, l],
+            &[false, false, true],
+            "an absent key twice and a live one",
+        ),
+        (
+            &[l, a, a],
+            &[true, false, false],
+            "twice absent after a live key",
+        ),
+    ];
+    for (keys, expected, case) in cases {
+        let found = store.exists_many(keys).await.expect("exists_many");
+        assert_eq!(&found, expected, "{case}");
+    }
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! The whole JSON-RPC path: a body in, the bytes to answer (or nothing) out. A batch's entries
-//! are judged one by one; its verify calls go to the store together (one Redis pipeline), its
+//! are judged one by one; its verify calls go to the store together (one `exists_many` call), its
 //! other calls run concurrently; notifications run but are never answered.
 
 use std::time::Instant;
