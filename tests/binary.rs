@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -158,6 +159,41 @@ fn logs_carry_no_token_and_no_credentials() {
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
+}
+
+/// At the default level, a problem logged while a request is served (here: Redis cannot be
+/// reached) carries the request's id, so that it can be matched to the caller's own logs.
+#[test]
+fn a_problem_logged_during_a_request_carries_its_request_id() {
+    let (mut child, port) = start(&[
+        (
+            "SESSIOND_REDIS_URL",
+            &format!("redis://127.0.0.1:{}", common::free_port()),
+        ),
+        ("SESSIOND_REDIS_TIMEOUT_MS", "200"),
+        ("SESSIOND_LOG_FORMAT", "json"),
+    ]);
+    let body = r#"{"jsonrpc":"2.0","method":"session.verify_session_token","params":{"token":"00000000-0000-4000-8000-000000000000"},"id":1}"#;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Request-Id: trace-me-7\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert_eq!(json_body(&answer)["error"]["code"], -32000, "{answer}");
+    let logs = stop_and_collect_logs(&mut child);
+    let failure = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "session store call failed")
+        .unwrap_or_else(|| panic!("no store failure logged: {logs}"));
+    assert_eq!(failure["level"], "WARN");
+    assert_eq!(failure["span"]["request_id"], "trace-me-7", "{failure}");
 }
 
 /// Reads one HTTP/1.1 response (headers and a Content-Length body) from a keep-alive
