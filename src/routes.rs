@@ -45,24 +45,26 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bod
     // the request id (and, with API keys, the caller). Every field of a span is formatted into
     // text when the span is made, at the default level too, and with the method and the path
     // as well that was about an eighth of a verify's instructions; they are on the debug line
-    // below instead. Display (`%`) rather than `str`, which the text formatter escapes a
-    // character at a time: the id is checked to hold no space, quote or control character.
+    // below instead. The id stays a `str`, which the text formatter quotes and escapes: it may
+    // hold `"` or `=`, and a caller must not be able to forge the text around it.
     let span = tracing::info_span!(
         "request",
-        request_id = %request_id.to_str().unwrap_or_default(),
+        request_id = request_id.to_str().unwrap_or_default(),
         caller = tracing::field::Empty,
     );
-    let target = started.map(|_| (req.method().clone(), req.uri().path().to_owned()));
+    let target =
+        started.map(|started| (started, req.method().clone(), req.uri().path().to_owned()));
     let mut response = answer(&app, req).instrument(span.clone()).await;
-    let (method, path) = target.unwrap_or_default();
-    tracing::debug!(
-        parent: &span,
-        %method,
-        path,
-        status = response.status().as_u16(),
-        micros = started.map_or(0, |started| started.elapsed().as_micros() as u64),
-        "request finished"
-    );
+    if let Some((started, method, path)) = target {
+        tracing::debug!(
+            parent: &span,
+            %method,
+            path,
+            status = response.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request finished"
+        );
+    }
     response.headers_mut().insert(REQUEST_ID, request_id);
     Ok(response)
 }
@@ -70,7 +72,7 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bod
 async fn answer(app: &App, req: Request<Incoming>) -> Response<Body> {
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     match req.uri().path() {
-        "/" if req.method() == Method::POST => match refusal(app, req.headers()) {
+        "/" if req.method() == Method::POST => match refusal(app, &req) {
             None => rpc(app, req).await,
             Some(refused) => refused,
         },
@@ -88,7 +90,7 @@ async fn answer(app: &App, req: Request<Incoming>) -> Response<Body> {
         }
         "/metrics" if get => {
             if app.metrics_auth {
-                if let Some(refused) = refusal(app, req.headers()) {
+                if let Some(refused) = refusal(app, &req) {
                     return refused;
                 }
             }
@@ -143,11 +145,11 @@ fn boot_id() -> u32 {
 
 /// `None` lets the request through (no keys configured, or the headers carry a valid one);
 /// otherwise the 401 to answer with.
-fn refusal(app: &App, headers: &HeaderMap) -> Option<Response<Body>> {
+fn refusal(app: &App, req: &Request<Incoming>) -> Option<Response<Body>> {
     let Some(keys) = &app.auth else {
         return None;
     };
-    match keys.authenticate(headers) {
+    match keys.authenticate(req.headers()) {
         Some(caller) => {
             tracing::Span::current().record("caller", caller);
             app.metrics
@@ -160,7 +162,10 @@ fn refusal(app: &App, headers: &HeaderMap) -> Option<Response<Body>> {
         }
         None => {
             app.metrics.unauthorized.inc();
-            tracing::info!("refused a call without a valid API key");
+            tracing::info!(
+                path = req.uri().path(),
+                "refused a call without a valid API key"
+            );
             let mut response = json(
                 StatusCode::UNAUTHORIZED,
                 error_body(&RpcError::unauthorized()),

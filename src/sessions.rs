@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::methods::{ExpiryLimits, Method};
 use crate::metrics::{Metrics, Operation};
@@ -214,12 +214,9 @@ impl<S: SessionStore> Sessions<S> {
         operation: Operation,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> impl Future<Output = Result<T, StoreError>> {
-        let started = Instant::now();
-        // A timeout too large to add (the setting is any u64 of milliseconds) never fires.
-        let deadline = started
-            .checked_add(self.timeout)
-            .unwrap_or_else(|| started + NEVER);
-        let timed = tokio::time::timeout_at(deadline.into(), call);
+        // tokio's clock, not std's: the same in production, and it follows a paused test clock.
+        let started = tokio::time::Instant::now();
+        let timed = tokio::time::timeout_at(deadline(started, self.timeout), call);
         async move {
             let outcome = timed
                 .await
@@ -236,6 +233,14 @@ impl<S: SessionStore> Sessions<S> {
     }
 }
 
+/// `timeout` after `started`; a timeout too large to add to it (the setting is any number of
+/// milliseconds) is a deadline that never comes.
+fn deadline(started: tokio::time::Instant, timeout: Duration) -> tokio::time::Instant {
+    started
+        .checked_add(timeout)
+        .unwrap_or_else(|| started + NEVER)
+}
+
 /// The one place a store failure becomes a JSON-RPC error: logged with its cause, answered
 /// as a generic server error.
 fn store_failure(err: StoreError) -> RpcError {
@@ -246,25 +251,15 @@ fn store_failure(err: StoreError) -> RpcError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
 
-    #[tokio::test]
-    async fn a_store_timeout_too_large_to_add_to_now_never_fires() {
-        let limits = ExpiryLimits {
-            default: 60,
-            max: 3600,
-        };
-        let sessions = Sessions::new(MemoryStore::new(), limits, Duration::from_millis(u64::MAX));
-        let Ok(Reply::Opened { access_token, .. }) =
-            sessions.call(Method::OpenSession { expires_in: 60 }).await
-        else {
-            panic!("open failed");
-        };
-        let verified = sessions
-            .call(Method::VerifySessionToken {
-                token: access_token.into(),
-            })
-            .await;
-        assert_eq!(verified, Ok(Reply::Active(true)));
+    #[test]
+    fn a_store_timeout_too_large_to_add_is_a_deadline_that_never_comes() {
+        let now = tokio::time::Instant::now();
+        assert_eq!(
+            deadline(now, Duration::from_millis(1_500)),
+            now + Duration::from_millis(1_500)
+        );
+        // Duration::MAX cannot be added to any instant: `now + timeout` would panic.
+        assert_eq!(deadline(now, Duration::MAX), now + NEVER);
     }
 }

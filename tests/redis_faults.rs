@@ -88,8 +88,9 @@ async fn redis_killed_then_restarted() {
     assert!(app.verify(&fresh).await);
 }
 
-/// A hung Redis fails a batch's pipelined verify calls within the timeout, each with its own
-/// error, while entries that need no store still get their answers.
+/// A hung Redis fails a batch's verify calls within the timeout (its first command, the
+/// multi-key `EXISTS`, never gets an answer), each with its own error, while entries that need
+/// no store still get their answers.
 #[tokio::test]
 async fn a_batch_on_a_hung_redis_fails_entry_by_entry_within_the_timeout() {
     let redis = RedisServer::start();

@@ -116,6 +116,57 @@ async fn redis_store_keeps_the_contract() {
     contract(&store).await;
 }
 
+/// A standalone URL that leads to a server refusing one command naming keys of different hash
+/// slots (as a sharding proxy may) still gets every batch answered: here a real one-node Redis
+/// Cluster, which answers single-key commands for every slot and `CROSSSLOT` to a multi-key
+/// `EXISTS`.
+#[tokio::test]
+async fn redis_store_keeps_the_contract_where_multi_key_commands_are_refused() {
+    let bus = common::free_port().to_string();
+    let redis = common::RedisServer::start_with(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-port",
+        &bus,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]);
+    let mut admin = redis.client();
+    let added: String = redis::cmd("CLUSTER")
+        .arg(&["ADDSLOTSRANGE", "0", "16383"][..])
+        .query(&mut admin)
+        .expect("CLUSTER ADDSLOTSRANGE");
+    assert_eq!(added, "OK");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query(&mut admin)
+            .expect("CLUSTER INFO");
+        if info.contains("cluster_state:ok") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the one-node cluster is not ok: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refused: redis::RedisResult<u64> = redis::cmd("EXISTS")
+        .arg(&["contract:a", "contract:b"][..])
+        .query(&mut admin);
+    assert!(
+        refused.is_err(),
+        "the server refuses a multi-key command across slots"
+    );
+    let store = RedisStore::new(&redis.url(), "contract:", Duration::from_secs(1)).expect("store");
+    contract(&store).await;
+}
+
 /// The ACL rules a least-privilege user needs on a cluster node: the four commands, the slot
 /// map (`CLUSTER SLOTS`) and `ASKING` (to follow an `ASK` redirection). README, "Redis
 /// Cluster and Sentinel".

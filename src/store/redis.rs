@@ -68,8 +68,9 @@ impl SessionStore for RedisStore {
     /// First one `EXISTS` naming every key: its count answers the whole batch when all the
     /// keys are live (the count is their number; a key named twice counts twice) or none is
     /// (zero). Only a batch of both needs each key's answer, and gets it from one pipeline of
-    /// single-key `EXISTS`: one more round trip, in the same timeout. One multi-key command
-    /// costs Redis far less than as many commands (see BENCHMARKS.md, "Batch").
+    /// single-key `EXISTS`: one more round trip, in the same timeout. So does a batch whose
+    /// multi-key `EXISTS` the server refuses. One multi-key command costs Redis far less than
+    /// as many commands (BENCHMARKS.md).
     async fn exists_many(&self, keys: &[SessionKey]) -> Result<Vec<bool>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -78,9 +79,17 @@ impl SessionStore for RedisStore {
         for key in keys {
             all.arg(self.key(key));
         }
-        let live: usize = all.query_async(&mut self.conn.clone()).await?;
-        if live == 0 || live == keys.len() {
-            return Ok(vec![live > 0; keys.len()]);
+        match all.query_async::<usize>(&mut self.conn.clone()).await {
+            Ok(live) if live == 0 || live == keys.len() => return Ok(vec![live > 0; keys.len()]),
+            Ok(_) => {}
+            // An error reply: a Redis-compatible endpoint that refuses one command naming keys
+            // of different hash slots (a sharding proxy, a one-node cluster) says CROSSSLOT or
+            // the like. Asked key by key, it answers; any other refusal comes back again from
+            // the pipeline. A connection failure or a timeout is not asked twice.
+            Err(err) if matches!(err.kind(), redis::ErrorKind::Server(_)) => {
+                tracing::debug!(error = %err, "multi-key EXISTS refused; asking key by key");
+            }
+            Err(err) => return Err(err.into()),
         }
         let mut pipe = redis::Pipeline::with_capacity(keys.len());
         for key in keys {
