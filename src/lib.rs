@@ -23,6 +23,7 @@ pub mod methods;
 pub mod metrics;
 pub mod openrpc;
 pub mod redact;
+pub mod request_id;
 pub mod routes;
 pub mod rpc;
 pub mod server;

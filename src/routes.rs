@@ -6,7 +6,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -14,8 +13,7 @@ use futures_util::FutureExt;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue,
-    WWW_AUTHENTICATE,
+    ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::Instrument;
@@ -23,14 +21,13 @@ use tracing::Instrument;
 use crate::app::App;
 use crate::metrics::{self, CallerLabels, GaugeGuard};
 use crate::openrpc;
+use crate::request_id;
 use crate::rpc::RpcError;
 use crate::rpc::dispatch::handle_body;
 use crate::rpc::response::error_body;
 
 /// Every response body: whole, in memory.
 pub type Body = Full<Bytes>;
-
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Routes one request.
 ///
@@ -40,21 +37,20 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bod
     // Read only for the debug line below: a clock reading per request is not free.
     let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
     let _in_flight = GaugeGuard::new(&app.metrics.in_flight);
-    let request_id = request_id(req.headers());
-    // The span carries only what a problem logged during the request needs to be traced back:
-    // the request id (and, with API keys, the caller). Every field of a span is formatted into
-    // text when the span is made, at the default level too, and with the method and the path
-    // as well that was about an eighth of a verify's instructions; they are on the debug line
-    // below instead. The id stays a `str`, which the text formatter quotes and escapes: it may
-    // hold `"` or `=`, and a caller must not be able to forge the text around it.
-    let span = tracing::info_span!(
+    let id = request_id::from_headers(req.headers());
+    // At `debug` every call is logged, in a span naming the request; at the default level the
+    // span is not made (its fields would be formatted on every request) and the problems
+    // logged while serving the request name it through `request_id::with_current`.
+    let span = tracing::debug_span!(
         "request",
-        request_id = request_id.to_str().unwrap_or_default(),
+        request_id = id.to_str().unwrap_or_default(),
         caller = tracing::field::Empty,
     );
     let target =
         started.map(|started| (started, req.method().clone(), req.uri().path().to_owned()));
-    let mut response = answer(&app, req).instrument(span.clone()).await;
+    let mut response = request_id::scope(id.clone(), answer(&app, req))
+        .instrument(span.clone())
+        .await;
     if let Some((started, method, path)) = target {
         tracing::debug!(
             parent: &span,
@@ -65,7 +61,7 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bod
             "request finished"
         );
     }
-    response.headers_mut().insert(REQUEST_ID, request_id);
+    response.headers_mut().insert(request_id::HEADER, id);
     Ok(response)
 }
 
@@ -105,42 +101,6 @@ async fn answer(app: &App, req: Request<Incoming>) -> Response<Body> {
         "/healthz" | "/readyz" | "/metrics" | "/openrpc.json" => method_not_allowed("GET, HEAD"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
-}
-
-/// The caller's request id when it is a sane header value, otherwise a new one.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    if let Some(given) = headers.get(&REQUEST_ID) {
-        let sane = given.len() <= 128 && given.as_bytes().iter().all(u8::is_ascii_graphic);
-        if sane && !given.is_empty() {
-            return given.clone();
-        }
-    }
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    // `<boot id, 8 hex digits>-<counter in hex>`, written without the formatting machinery:
-    // this runs on every request.
-    let mut made = [0u8; 8 + 1 + 16];
-    write_hex(&mut made[..8], u64::from(boot_id()));
-    made[8] = b'-';
-    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
-    write_hex(&mut made[9..9 + digits], n);
-    HeaderValue::from_bytes(&made[..9 + digits])
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
-/// Fills `out` with the low `out.len()` hex digits of `n`, most significant first.
-fn write_hex(out: &mut [u8], mut n: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for digit in out.iter_mut().rev() {
-        *digit = HEX[(n & 0xf) as usize];
-        n >>= 4;
-    }
-}
-
-/// A random number fixed for the life of the process, so request ids differ across replicas.
-fn boot_id() -> u32 {
-    static BOOT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *BOOT.get_or_init(|| uuid::Uuid::new_v4().as_u128() as u32)
 }
 
 /// `None` lets the request through (no keys configured, or the headers carry a valid one);
@@ -260,28 +220,4 @@ fn closing(mut response: Response<Body>) -> Response<Body> {
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn made_request_ids_are_the_boot_id_and_a_counter_in_hex() {
-        let first = request_id(&HeaderMap::new());
-        let second = request_id(&HeaderMap::new());
-        let parse = |id: &HeaderValue| {
-            let text = id.to_str().expect("ascii").to_owned();
-            let (boot, n) = text.split_once('-').expect("two parts");
-            assert_eq!(boot, format!("{:08x}", boot_id()));
-            u64::from_str_radix(n, 16).expect("hex")
-        };
-        assert!(parse(&second) > parse(&first));
-        let mut out = [0u8; 3];
-        write_hex(&mut out, 0xabc);
-        assert_eq!(&out, b"abc");
-        let mut headers = HeaderMap::new();
-        headers.insert(REQUEST_ID, HeaderValue::from_static("given-1"));
-        assert_eq!(request_id(&headers), "given-1");
-    }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::methods::{ExpiryLimits, Method};
 use crate::metrics::{Metrics, Operation};
 use crate::openrpc;
+use crate::request_id;
 use crate::rpc::RpcError;
 use crate::rpc::response::{JsonResult, write_json_string};
 use crate::store::{SessionStore, StoreError};
@@ -120,7 +121,9 @@ impl<S: SessionStore> Sessions<S> {
         match self.bounded(Operation::ping, self.store.ping()).await {
             Ok(()) => true,
             Err(err) => {
-                tracing::warn!(error = %err, "session store is not ready");
+                request_id::with_current(|id| {
+                    tracing::warn!(request_id = id, error = %err, "session store is not ready");
+                });
                 false
             }
         }
@@ -139,7 +142,12 @@ impl<S: SessionStore> Sessions<S> {
                     expires_in,
                 });
             }
-            tracing::warn!("a freshly drawn token collided with a live session; drawing again");
+            request_id::with_current(|id| {
+                tracing::warn!(
+                    request_id = id,
+                    "a freshly drawn token collided with a live session; drawing again"
+                );
+            });
         }
         Err(StoreError::Unsupported(
             "could not draw an unused token; the random source is broken".to_owned(),
@@ -244,7 +252,9 @@ fn deadline(started: tokio::time::Instant, timeout: Duration) -> tokio::time::In
 /// The one place a store failure becomes a JSON-RPC error: logged with its cause, answered
 /// as a generic server error.
 fn store_failure(err: StoreError) -> RpcError {
-    tracing::warn!(error = %err, "session store call failed");
+    request_id::with_current(|id| {
+        tracing::warn!(request_id = id, error = %err, "session store call failed");
+    });
     RpcError::store_unavailable()
 }
 

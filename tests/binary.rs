@@ -193,7 +193,7 @@ fn a_problem_logged_during_a_request_carries_its_request_id() {
         .find(|line| line["message"] == "session store call failed")
         .unwrap_or_else(|| panic!("no store failure logged: {logs}"));
     assert_eq!(failure["level"], "WARN");
-    assert_eq!(failure["span"]["request_id"], "trace-me-7", "{failure}");
+    assert_eq!(failure["request_id"], "trace-me-7", "{failure}");
 }
 
 /// Reads one HTTP/1.1 response (headers and a Content-Length body) from a keep-alive
