@@ -122,10 +122,13 @@ fn refusal(app: &App, req: &Request<Incoming>) -> Option<Response<Body>> {
         }
         None => {
             app.metrics.unauthorized.inc();
-            tracing::info!(
-                path = req.uri().path(),
-                "refused a call without a valid API key"
-            );
+            request_id::with_current(|id| {
+                tracing::info!(
+                    request_id = id,
+                    path = req.uri().path(),
+                    "refused a call without a valid API key"
+                );
+            });
             let mut response = json(
                 StatusCode::UNAUTHORIZED,
                 error_body(&RpcError::unauthorized()),

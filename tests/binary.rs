@@ -162,7 +162,8 @@ fn logs_carry_no_token_and_no_credentials() {
 }
 
 /// At the default level, a problem logged while a request is served (here: Redis cannot be
-/// reached) carries the request's id, so that it can be matched to the caller's own logs.
+/// reached, and a call without a valid API key) carries the request's id, so that it can be
+/// matched to the caller's own logs.
 #[test]
 fn a_problem_logged_during_a_request_carries_its_request_id() {
     let (mut child, port) = start(&[
@@ -172,28 +173,41 @@ fn a_problem_logged_during_a_request_carries_its_request_id() {
         ),
         ("SESSIOND_REDIS_TIMEOUT_MS", "200"),
         ("SESSIOND_LOG_FORMAT", "json"),
+        ("SESSIOND_API_KEYS", "gateway:let-me-in"),
     ]);
     let body = r#"{"jsonrpc":"2.0","method":"session.verify_session_token","params":{"token":"00000000-0000-4000-8000-000000000000"},"id":1}"#;
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nX-Request-Id: trace-me-7\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+    let call = |request_id: &str, authorization: &str| {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nX-Request-Id: {request_id}\r\n{authorization}Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        json_body(&answer)["error"]["code"].clone()
+    };
+    assert_eq!(
+        call("trace-me-7", "Authorization: Bearer let-me-in\r\n"),
+        -32000
     );
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    assert_eq!(json_body(&answer)["error"]["code"], -32000, "{answer}");
+    assert_eq!(call("trace-me-8", ""), -32001);
     let logs = stop_and_collect_logs(&mut child);
-    let failure = logs
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|line| line["message"] == "session store call failed")
-        .unwrap_or_else(|| panic!("no store failure logged: {logs}"));
+    let logged = |message: &str| {
+        logs.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|line| line["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} logged: {logs}"))
+    };
+    let failure = logged("session store call failed");
     assert_eq!(failure["level"], "WARN");
     assert_eq!(failure["request_id"], "trace-me-7", "{failure}");
+    let refused = logged("refused a call without a valid API key");
+    assert_eq!(refused["level"], "INFO");
+    assert_eq!(refused["request_id"], "trace-me-8", "{refused}");
 }
 
 /// Reads one HTTP/1.1 response (headers and a Content-Length body) from a keep-alive
