@@ -90,6 +90,14 @@ DASHBOARD_PANELS = [
     "Unauthorized requests / s", "Requests by caller",
 ]
 MONITORING_API = "monitoring.coreos.com/v1"
+# Custom resources the chart can render (all opt-in), which kubernetes-validate has no schema
+# for: each is checked against ci/schemas/<kind in lower case>.json instead.
+CUSTOM_RESOURCES = {
+    "ServiceMonitor": MONITORING_API,
+    "PrometheusRule": MONITORING_API,
+    "HTTPRoute": "gateway.networking.k8s.io/v1",
+}
+CUSTOM_GROUPS = tuple(sorted({api.split("/")[0] + "/" for api in CUSTOM_RESOURCES.values()}))
 
 problems: list[str] = []
 
@@ -343,7 +351,75 @@ def check_dockerfile() -> None:
         fail(".dockerignore does not exclude target/")
     if ".env" not in ignore:
         fail(".dockerignore does not exclude .env (local secrets)")
-    done(f"runtime {runtime}, USER {users[-1]}, exec ENTRYPOINT, HEALTHCHECK via `sessiond healthcheck`")
+    pins = check_pins(df)
+    done(f"runtime {runtime}, USER {users[-1]}, exec ENTRYPOINT, HEALTHCHECK via `sessiond healthcheck`; {pins}")
+
+
+# Debian codename of each release the runtime image may be built on.
+DEBIAN = {"bookworm": "12", "trixie": "13"}
+
+
+def check_pins(df: list[tuple[str, str]]) -> str:
+    """Both base images pinned: the builder to the exact Rust CI's rustc reports, on the same
+    Debian release as the distroless runtime, which is pinned to its nonroot tag (with a digest
+    where one was established); OCI labels; the revision passed to the build; stripped binary."""
+    import subprocess
+
+    froms = [a.split()[0] for i, a in df if i == "FROM"]
+    builder, runtime = (froms[0], froms[-1]) if len(froms) >= 2 else ("", "")
+    m = re.fullmatch(r"rust:(\d+\.\d+\.\d+)-slim-(\w+)", builder)
+    try:
+        rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True, check=True).stdout
+        ci_rust = re.match(r"rustc (\d+\.\d+\.\d+)", rustc).group(1)
+    except (OSError, subprocess.CalledProcessError, AttributeError) as e:
+        fail(f"cannot run `rustc --version` to compare with the Dockerfile: {e}")
+        ci_rust = "?"
+    if not m:
+        fail(f"builder image {builder!r} is not pinned to an exact Rust release (rust:X.Y.Z-slim-<debian>)")
+    elif m.group(1) != ci_rust:
+        fail(f"builder image {builder} builds with Rust {m.group(1)}, CI with {ci_rust} (`rustc --version`): "
+             f"set FROM rust:{ci_rust}-slim-{m.group(2)}")
+    r = re.fullmatch(r"gcr\.io/distroless/cc-debian(\d+):nonroot(@sha256:[0-9a-f]{64})?", runtime)
+    if not r:
+        fail(f"runtime image {runtime!r} should be gcr.io/distroless/cc-debian<N>:nonroot, optionally "
+             f"@sha256:<digest> (distroless has no versioned tags)")
+    elif m and DEBIAN.get(m.group(2)) != r.group(1):
+        fail(f"builder is Debian {m.group(2)}, runtime debian{r.group(1)}: the binary needs the builder's glibc")
+    for name in ("rust-toolchain", "rust-toolchain.toml"):
+        f = ROOT / name
+        if f.exists() and m:
+            chan = re.search(r"(\d+\.\d+\.\d+|stable|beta|nightly\S*)", f.read_text())
+            if not chan or chan.group(1) != m.group(1):
+                fail(f"{name} names {chan.group(1) if chan else '?'}, the Dockerfile builds with {m.group(1)}")
+    want = tomllib.loads((ROOT / "Cargo.toml").read_text())
+    msrv = want["package"].get("rust-version")
+    if m and msrv and tuple(map(int, msrv.split("."))) > tuple(map(int, m.group(1).split("."))):
+        fail(f"Cargo.toml rust-version {msrv} is newer than the builder's Rust {m.group(1)}")
+    if want.get("profile", {}).get("release", {}).get("strip") is not True:
+        fail("Cargo.toml [profile.release] lacks strip = true (the image ships the release binary)")
+    labels: dict[str, str] = {}
+    for i, a in df:
+        if i == "LABEL":
+            labels.update(w.split("=", 1) for w in shlex.split(a) if "=" in w)
+    chart = yaml.safe_load((ROOT / "helm/sessiond/Chart.yaml").read_text())
+    expect = {
+        "org.opencontainers.image.version": want["package"]["version"],
+        "org.opencontainers.image.source": chart.get("home"),
+    }
+    for k, v in expect.items():
+        if labels.get(k) != v:
+            fail(f"Dockerfile LABEL {k}={labels.get(k)!r}, expected {v!r}")
+    if chart.get("home") not in (chart.get("sources") or []):
+        fail("Chart.yaml sources should list its home (the repository)")
+    if not chart.get("maintainers"):
+        fail("Chart.yaml has no maintainers")
+    if "SESSIOND_GIT_REVISION" not in labels.get("org.opencontainers.image.revision", ""):
+        fail("Dockerfile LABEL org.opencontainers.image.revision should come from SESSIOND_GIT_REVISION")
+    stages = " ".join(f"{i} {a}" for i, a in df).split(" FROM ")
+    if "ARG SESSIOND_GIT_REVISION" not in stages[0] or "cargo build" not in stages[0]:
+        fail("the builder stage should declare ARG SESSIOND_GIT_REVISION (build.rs reads it: .git is not in the context)")
+    return (f"builder {builder} = CI's rustc {ci_rust}, runtime {runtime}, labels "
+            f"{', '.join(k.rsplit('.', 1)[1] for k in sorted(labels) if k.startswith('org.opencontainers'))}")
 
 
 def check_helm_env(paths: list[str]) -> None:
@@ -465,6 +541,12 @@ def check_docs(helm: str, outdir: str, files: list[str]) -> None:
                     continue
                 args.append(w)
             sets = dict(w.split("=", 1) for i, w in enumerate(words) if i and words[i - 1] == "--set")
+            if words[:2] == ["helm", "upgrade"] and "--reuse-values" in c.split() \
+                    and not {"redis.url", "redis.existingSecret", "devRedis.enabled"} & set(sets) \
+                    and "-f" not in words and "--values" not in words:
+                # The release being upgraded has its Redis choice already (the chart requires
+                # one); a stand-in URL takes its place here.
+                args += ["--set", "redis.url=redis://stand-in.example:6379/0"]
             if "redis.existingSecret" in sets:
                 key = sets.get("redis.existingSecretKey", "redis-url")
                 if (sets["redis.existingSecret"], key) not in secrets:
@@ -561,13 +643,12 @@ def check_monitoring(outdir: str, paths: list[str]) -> None:
     out = Path(outdir)
     (out / "core").mkdir(parents=True, exist_ok=True)
     (out / "rules").mkdir(parents=True, exist_ok=True)
-    schemas = {k: json.loads((ROOT / f"ci/schemas/{k.lower()}.json").read_text())
-               for k in ("ServiceMonitor", "PrometheusRule")}
-    seen = {"ServiceMonitor": 0, "PrometheusRule": 0}
+    schemas = {k: json.loads((ROOT / f"ci/schemas/{k.lower()}.json").read_text()) for k in CUSTOM_RESOURCES}
+    seen = {k: 0 for k in CUSTOM_RESOURCES}
     for p in paths:
         docs = [d for _, d in yaml_docs([p])]
-        core = [d for d in docs if not str(d.get("apiVersion", "")).startswith("monitoring.coreos.com/")]
-        mon = [d for d in docs if str(d.get("apiVersion", "")).startswith("monitoring.coreos.com/")]
+        core = [d for d in docs if not str(d.get("apiVersion", "")).startswith(CUSTOM_GROUPS)]
+        mon = [d for d in docs if str(d.get("apiVersion", "")).startswith(CUSTOM_GROUPS)]
         (out / "core" / Path(p).name).write_text(yaml.safe_dump_all(core, sort_keys=False))
         if Path(p).name == "default.yaml" and mon:
             fail(f"{p}: the default values render {[d['kind'] for d in mon]}; they must be opt-in")
@@ -575,7 +656,7 @@ def check_monitoring(outdir: str, paths: list[str]) -> None:
         for d in mon:
             kind, name = d.get("kind"), d.get("metadata", {}).get("name")
             where = f"{Path(p).name}: {kind} {name}"
-            if kind not in schemas or d.get("apiVersion") != MONITORING_API:
+            if kind not in schemas or d.get("apiVersion") != CUSTOM_RESOURCES[kind]:
                 fail(f"{where}: unexpected {d.get('apiVersion')} kind; ci/schemas has no schema for it")
                 continue
             seen[kind] += 1
@@ -597,6 +678,10 @@ def check_monitoring(outdir: str, paths: list[str]) -> None:
                              f"{hits[0]['metadata']['name']} {sorted(ports)}")
                     if ep.get("path") != "/metrics":
                         fail(f"{where}: scrapes {ep.get('path')!r}, not /metrics")
+            elif kind == "HTTPRoute":
+                backends = {b["name"] for r in d["spec"]["rules"] for b in r.get("backendRefs", [])}
+                if backends != {s["metadata"]["name"] for s in services}:
+                    fail(f"{where}: routes to {sorted(backends)}, not to the release's Service")
             else:
                 rule_file = out / "rules" / f"{Path(p).stem}-{name}.yaml"
                 rule_file.write_text(yaml.safe_dump(d["spec"], sort_keys=False))
@@ -611,9 +696,9 @@ def check_monitoring(outdir: str, paths: list[str]) -> None:
                         fail(f"{where} {alert}: queries {sorted(unknown)}, which sessiond does not export")
     for kind, n in seen.items():
         if n == 0:
-            fail(f"no value set in helm/sessiond/ci renders a {kind}: enable it in one (monitoring-values.yaml)")
-    done(f"{seen['ServiceMonitor']} ServiceMonitor(s) and {seen['PrometheusRule']} PrometheusRule(s) valid "
-         f"against ci/schemas; none with the default values")
+            fail(f"no value set in helm/sessiond/ci renders a {kind}: enable it in one (monitoring-values.yaml, gateway-values.yaml)")
+    done(f"{seen['ServiceMonitor']} ServiceMonitor(s), {seen['PrometheusRule']} PrometheusRule(s) and "
+         f"{seen['HTTPRoute']} HTTPRoute(s) valid against ci/schemas; none with the default values")
 
 
 def alerts_from_chart(helm: str) -> str:
@@ -622,7 +707,8 @@ def alerts_from_chart(helm: str) -> str:
     import tempfile
 
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as values:
-        values.write('metrics:\n  prometheusRule:\n    enabled: true\n    selector: \'job="sessiond"\'\n')
+        values.write('redis:\n  url: "redis://redis.example:6379/0"\n'
+                     'metrics:\n  prometheusRule:\n    enabled: true\n    selector: \'job="sessiond"\'\n')
         values.flush()
         r = subprocess.run([helm, "template", "sessiond", "helm/sessiond", "-f", values.name,
                             "--show-only", "templates/prometheusrule.yaml"],

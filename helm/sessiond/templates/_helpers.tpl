@@ -21,12 +21,37 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/*
+The version the release runs: image.tag when set, else the chart's appVersion (a digest-only
+image is still labelled with the appVersion). As a label value: at most 63 characters,
+alphanumeric at both ends.
+*/}}
+{{- define "sessiond.version" -}}
+{{- $v := .Values.image.tag | default .Chart.AppVersion | trunc 63 }}
+{{- regexReplaceAll "^[^A-Za-z0-9]+|[^A-Za-z0-9]+$" $v "" }}
+{{- end }}
+
+{{/*
+Labels of every object: the chart's, then commonLabels (the schema keeps those from
+overriding the chart's). Built as a map, so that no key can appear twice.
+*/}}
 {{- define "sessiond.labels" -}}
-helm.sh/chart: {{ include "sessiond.chart" . }}
-{{ include "sessiond.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: sessiond
+{{- $labels := dict "helm.sh/chart" (include "sessiond.chart" .) "app.kubernetes.io/version" (include "sessiond.version" .) "app.kubernetes.io/managed-by" .Release.Service "app.kubernetes.io/part-of" "sessiond" }}
+{{- $labels = merge $labels (include "sessiond.selectorLabels" . | fromYaml) (.Values.commonLabels | default dict) }}
+{{- toYaml $labels }}
+{{- end }}
+
+{{/* The `helm test` pod: same release, component "test"; the NetworkPolicy admits it. */}}
+{{- define "sessiond.testLabels" -}}
+{{- $labels := dict "helm.sh/chart" (include "sessiond.chart" .) "app.kubernetes.io/managed-by" .Release.Service "app.kubernetes.io/part-of" "sessiond" }}
+{{- $labels = merge $labels (dict "app.kubernetes.io/name" (include "sessiond.name" .) "app.kubernetes.io/instance" .Release.Name "app.kubernetes.io/component" "test") }}
+{{- toYaml (merge $labels (.Values.commonLabels | default dict)) }}
+{{- end }}
+
+{{/* sessiond.labels plus more (podLabels, a ServiceMonitor's labels): the chart's win. */}}
+{{- define "sessiond.labelsWith" -}}
+{{- $ctx := index . 0 }}
+{{- toYaml (merge (include "sessiond.labels" $ctx | fromYaml) (index . 1 | default dict)) }}
 {{- end }}
 
 {{- define "sessiond.selectorLabels" -}}
@@ -63,10 +88,8 @@ app.kubernetes.io/component: dev-redis
 {{- end }}
 
 {{- define "sessiond.devRedis.labels" -}}
-helm.sh/chart: {{ include "sessiond.chart" . }}
-{{ include "sessiond.devRedis.selectorLabels" . }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: sessiond
+{{- $labels := dict "helm.sh/chart" (include "sessiond.chart" .) "app.kubernetes.io/managed-by" .Release.Service "app.kubernetes.io/part-of" "sessiond" }}
+{{- toYaml (merge $labels (include "sessiond.devRedis.selectorLabels" . | fromYaml) (.Values.commonLabels | default dict)) }}
 {{- end }}
 
 {{- define "sessiond.devRedis.image" -}}
@@ -100,14 +123,18 @@ Cross-field checks that values.schema.json cannot express; each fails the instal
 line naming the values involved.
 */}}
 {{- define "sessiond.validate" -}}
-{{- if and .Values.devRedis.enabled .Values.redis.existingSecret }}
-{{- fail "sessiond: devRedis.enabled and redis.existingSecret are both set; choose one source for the Redis URL" }}
+{{- $sources := list }}
+{{- if .Values.redis.url }}{{ $sources = append $sources "redis.url" }}{{ end }}
+{{- if .Values.redis.existingSecret }}{{ $sources = append $sources "redis.existingSecret" }}{{ end }}
+{{- if .Values.devRedis.enabled }}{{ $sources = append $sources "devRedis.enabled" }}{{ end }}
+{{- if gt (len $sources) 1 }}
+{{- fail (printf "sessiond: %s are all set; choose one source for the Redis URL" (join " and " $sources)) }}
 {{- end }}
 {{- if and .Values.devRedis.enabled (ne .Values.redis.mode "standalone") }}
 {{- fail "sessiond: devRedis is a standalone Redis; redis.mode must be standalone when devRedis.enabled" }}
 {{- end }}
 {{- if not (or .Values.devRedis.enabled .Values.redis.existingSecret .Values.redis.url) }}
-{{- fail "sessiond: no Redis configured; set redis.url, redis.existingSecret or (development only) devRedis.enabled=true — without Redis every pod would keep its own sessions" }}
+{{- fail "sessiond: no Redis configured; set redis.url, redis.existingSecret or (development only) devRedis.enabled=true — the chart has no default, since a guessed address leaves every pod unready" }}
 {{- end }}
 {{- if and (eq .Values.redis.mode "standalone") (not .Values.redis.existingSecret) (not .Values.devRedis.enabled) (contains "," .Values.redis.url) }}
 {{- fail "sessiond: redis.url holds several URLs; set redis.mode to cluster or sentinel (standalone takes one URL)" }}
@@ -123,11 +150,65 @@ line naming the values involved.
 {{- fail (printf "sessiond: terminationGracePeriodSeconds (%d) must exceed lifecycle.preStopSleepSeconds + config.shutdownTimeoutMs/1000 (%d), or pods are killed mid-drain" (int64 .Values.terminationGracePeriodSeconds) $drain) }}
 {{- end }}
 {{- if .Values.podDisruptionBudget.enabled }}
-{{- $min := .Values.podDisruptionBudget.minAvailable }}
-{{- $floor := ternary .Values.autoscaling.minReplicas .Values.replicaCount .Values.autoscaling.enabled }}
-{{- if and (not (kindIs "string" $min)) (ge (int64 $min) (int64 $floor)) }}
-{{- fail (printf "sessiond: podDisruptionBudget.minAvailable (%d) must be below the replica count (%d), or no node can ever be drained" (int64 $min) (int64 $floor)) }}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- $min := $pdb.minAvailable }}
+{{- $floor := int64 (ternary .Values.autoscaling.minReplicas .Values.replicaCount .Values.autoscaling.enabled) }}
+{{- if ne (toString $min) "" }}
+{{- if kindIs "string" $min }}
+{{- /* Kubernetes rounds a minAvailable percentage up. */}}
+{{- $pods := div (add (mul (trimSuffix "%" $min | int64) $floor) 99) 100 }}
+{{- if ge $pods $floor }}
+{{- fail (printf "sessiond: podDisruptionBudget.minAvailable (%s of %d pods, rounded up: %d) must be below the replica count (%d), or no node can ever be drained" $min $floor $pods $floor) }}
 {{- end }}
+{{- else if ge (int64 $min) $floor }}
+{{- fail (printf "sessiond: podDisruptionBudget.minAvailable (%d) must be below the replica count (%d), or no node can ever be drained" (int64 $min) $floor) }}
+{{- end }}
+{{- else if or (eq (toString $pdb.maxUnavailable) "0") (eq (toString $pdb.maxUnavailable) "0%") (eq (toString $pdb.maxUnavailable) "") }}
+{{- fail (printf "sessiond: podDisruptionBudget.maxUnavailable (%v) lets no pod be evicted, so no node can ever be drained; use 1 (or a minAvailable below the replica count)" $pdb.maxUnavailable) }}
+{{- end }}
+{{- end }}
+{{- if and (eq .Values.updateStrategy.type "RollingUpdate") .Values.updateStrategy.rollingUpdate }}
+{{- $ru := .Values.updateStrategy.rollingUpdate }}
+{{- if and (has (toString ($ru.maxUnavailable | default 0)) (list "0" "0%")) (has (toString ($ru.maxSurge | default 0)) (list "0" "0%")) }}
+{{- fail "sessiond: updateStrategy.rollingUpdate.maxUnavailable and maxSurge are both 0; the API server refuses such a Deployment" }}
+{{- end }}
+{{- end }}
+{{- if .Values.apiKeys.value }}
+{{- $names := dict }}
+{{- range $i, $entry := splitList "," .Values.apiKeys.value }}
+{{- $entry = trim $entry }}
+{{- $n := add1 $i }}
+{{- if not (contains ":" $entry) }}
+{{- fail (printf "sessiond: apiKeys.value entry %d is not name:secret or name:sha256:<hex>" $n) }}
+{{- end }}
+{{- $name := trim (regexReplaceAll ":.*$" $entry "") }}
+{{- $secret := regexReplaceAll "^[^:]*:" $entry "" }}
+{{- if not (regexMatch "^[!-~]+$" $name) }}
+{{- fail (printf "sessiond: apiKeys.value entry %d needs a name of visible ASCII characters before the first ':'" $n) }}
+{{- end }}
+{{- if hasPrefix "sha256:" $secret }}
+{{- if not (regexMatch "^[0-9A-Fa-f]{64}$" (trim (trimPrefix "sha256:" $secret))) }}
+{{- fail (printf "sessiond: apiKeys.value entry %d (%s): sha256: must be followed by 64 hex digits" $n $name) }}
+{{- end }}
+{{- else if eq $secret "" }}
+{{- fail (printf "sessiond: apiKeys.value entry %d (%s) has an empty secret" $n $name) }}
+{{- end }}
+{{- if hasKey $names $name }}
+{{- fail (printf "sessiond: apiKeys.value names %s twice" $name) }}
+{{- end }}
+{{- $_ := set $names $name true }}
+{{- end }}
+{{- end }}
+{{- $managed := keys (include (print .Template.BasePath "/configmap.yaml") . | fromYaml).data }}
+{{- $managed = append $managed "SESSIOND_REDIS_URL" }}
+{{- if or .Values.apiKeys.value .Values.apiKeys.existingSecret }}{{ $managed = append $managed "SESSIOND_API_KEYS" }}{{ end }}
+{{- range .Values.extraEnv }}
+{{- if has .name $managed }}
+{{- fail (printf "sessiond: extraEnv sets %s, which the chart sets from its values; set it there (values.schema.json checks it)" .name) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
+{{- fail "sessiond: httpRoute.enabled needs httpRoute.parentRefs (the Gateway to attach to)" }}
 {{- end }}
 {{- if and .Values.autoscaling.enabled (gt (int64 .Values.autoscaling.minReplicas) (int64 .Values.autoscaling.maxReplicas)) }}
 {{- fail "sessiond: autoscaling.minReplicas must not exceed autoscaling.maxReplicas" }}
