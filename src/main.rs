@@ -1,11 +1,13 @@
-//! The `sessiond` binary: read settings, set up logs, serve on the worker threads until SIGTERM
-//! or Ctrl-C (`workers`). `sessiond healthcheck` probes a running instance instead.
+//! The `sessiond` binary: read settings, set up logs, bind the listener and serve on the
+//! worker threads until SIGTERM or Ctrl-C. `sessiond healthcheck` probes a running instance
+//! instead.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use sessiond::config::Settings;
-use sessiond::{healthcheck, telemetry, workers};
+use sessiond::http::{health, server, shutdown};
+use sessiond::telemetry;
 
 fn main() -> ExitCode {
     let settings = match Settings::load() {
@@ -18,7 +20,7 @@ fn main() -> ExitCode {
     match std::env::args().nth(1).as_deref() {
         None => {}
         Some("healthcheck") => {
-            return if healthcheck::probe(settings.listen, Duration::from_secs(2)) {
+            return if health::probe(settings.http.listen, Duration::from_secs(2)) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -36,6 +38,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    telemetry::init(settings.log_format);
-    workers::run(settings)
+    let _logs = telemetry::init(settings.log_format);
+    let listener = match std::net::TcpListener::bind(settings.http.listen) {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("sessiond: cannot listen on {}: {err}", settings.http.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    server::run(listener, settings, shutdown::signal())
 }

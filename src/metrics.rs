@@ -76,7 +76,14 @@ pub struct StoreErrorLabels {
     pub kind: &'static str,
 }
 
-/// Labels naming a caller (the API key's name, or `anonymous` without authentication).
+/// Labels of an HTTP response.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    /// The status code, e.g. `200` or `413`.
+    pub code: u16,
+}
+
+/// Labels naming a caller (the API key's name; counted only when keys are configured).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallerLabels {
     /// Who called.
@@ -115,6 +122,8 @@ pub struct Metrics {
     pub caller_requests: Family<CallerLabels, Counter>,
     /// `sessiond_unauthorized_requests_total`
     pub unauthorized: Counter,
+    /// `sessiond_http_responses_total{code}`
+    pub http_responses: Family<StatusLabels, Counter>,
     /// Handles to the series every call touches, looked up once at start-up.
     hot: Hot,
 }
@@ -126,6 +135,8 @@ struct Hot {
     calls: Vec<(&'static str, Counter, Histogram)>,
     /// Latency per store operation, indexed by `Operation as usize`.
     store: Vec<Histogram>,
+    /// `sessiond_http_responses_total{code="200"}`
+    ok: Counter,
 }
 
 impl Hot {
@@ -133,10 +144,11 @@ impl Hot {
         calls: &Family<CallLabels, Counter>,
         call_duration: &HistogramFamily<MethodLabels>,
         store_duration: &HistogramFamily<OperationLabels>,
+        http_responses: &Family<StatusLabels, Counter>,
     ) -> Self {
-        let calls = crate::methods::ALL
-            .into_iter()
-            .map(|method| {
+        let calls = crate::calls::methods::TABLE
+            .iter()
+            .map(|&(method, _)| {
                 let result = CallLabels {
                     method,
                     outcome: "result",
@@ -158,7 +170,10 @@ impl Hot {
                     .clone()
             })
             .collect();
-        Self { calls, store }
+        let ok = http_responses
+            .get_or_create(&StatusLabels { code: 200 })
+            .clone();
+        Self { calls, store, ok }
     }
 }
 
@@ -175,8 +190,9 @@ impl Metrics {
         let calls = Family::default();
         let call_duration = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         let store_duration = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let http_responses = Family::default();
         let metrics = Self {
-            hot: Hot::resolve(&calls, &call_duration, &store_duration),
+            hot: Hot::resolve(&calls, &call_duration, &store_duration, &http_responses),
             calls,
             call_duration,
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
@@ -188,6 +204,7 @@ impl Metrics {
             connections_refused: Counter::default(),
             caller_requests: Family::default(),
             unauthorized: Counter::default(),
+            http_responses,
             registry: Registry::default(),
         };
         registry.register(
@@ -259,6 +276,11 @@ impl Metrics {
             "Requests refused with 401 for a missing or wrong API key",
             metrics.unauthorized.clone(),
         );
+        registry.register(
+            "http_responses",
+            "HTTP responses by status code (every path, refusals such as 404, 405, 408, 413 included)",
+            metrics.http_responses.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -297,6 +319,19 @@ impl Metrics {
                     .inc();
                 self.store_up.set(0);
             }
+        }
+    }
+
+    /// Counts one HTTP response. The 200 series is resolved once; others are looked up.
+    pub fn http_response(&self, status: hyper::StatusCode) {
+        if status == hyper::StatusCode::OK {
+            self.hot.ok.inc();
+        } else {
+            self.http_responses
+                .get_or_create(&StatusLabels {
+                    code: status.as_u16(),
+                })
+                .inc();
         }
     }
 

@@ -16,8 +16,8 @@ use common::cluster::{
 use common::{TestApp, spawn_app};
 use hyper::StatusCode;
 use serde_json::json;
+use sessiond::store::key::SessionKey;
 use sessiond::store::{ClusterStore, SessionStore};
-use sessiond::token::SessionKey;
 
 /// `SESSIOND_REDIS_TIMEOUT_MS` in these tests (the default).
 const TIMEOUT_MS: u64 = 1_000;

@@ -13,18 +13,20 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use sessiond::methods::{ExpiryLimits, Method};
-use sessiond::rpc::dispatch::handle_body;
+use sessiond::calls::dispatch::handle_body;
+use sessiond::calls::methods::Method;
+use sessiond::metrics::Metrics;
 use sessiond::rpc::envelope::{Incoming, parse_body, parse_request};
-use sessiond::rpc::fast;
 use sessiond::rpc::lenient::strip_trailing_commas;
-use sessiond::sessions::Sessions;
+use sessiond::session::Sessions;
+use sessiond::session::expiry::ExpiryLimits;
 use sessiond::store::MemoryStore;
 
 const MAX_BATCH: usize = 8;
 const LIMITS: ExpiryLimits = ExpiryLimits {
     default: 2_592_000,
     max: 31_536_000,
+    max_lifetime: None,
 };
 const PARSE_ERROR: i64 = -32700;
 const INVALID_REQUEST: i64 = -32600;
@@ -56,6 +58,7 @@ fn answer(body: &[u8]) -> Option<Vec<u8>> {
             MemoryStore::new(),
             LIMITS,
             Duration::from_secs(1),
+            std::sync::Arc::new(Metrics::default()),
         );
     }
     RUNTIME.with(|rt| SESSIONS.with(|sessions| rt.block_on(handle_body(sessions, body, MAX_BATCH))))
@@ -358,19 +361,27 @@ fn is_trailing(text: &str, at: usize) -> bool {
     !matches!(before, None | Some(b'[' | b'{' | b',' | b':')) && matches!(after, Some(b']' | b'}'))
 }
 
-/// The body as the decoder sees it, as a JSON value (`Err(code)` when refused whole).
+/// The body as the decoder judges it, as a JSON value (`Err(code)` when refused whole):
+/// each entry's id, method and params, or the code it is refused with.
 fn decoded(body: &str) -> Result<Value, i64> {
+    fn judged(entry: &sessiond::rpc::envelope::Entry<'_>) -> Value {
+        let parse = |raw: &RawValue| -> Value { serde_json::from_str(raw.get()).expect("JSON") };
+        match entry {
+            Ok(request) => serde_json::json!({
+                "id": request.id.map(parse),
+                "method": request.method.as_ref(),
+                "params": request.params.map(parse),
+            }),
+            Err(rejected) => serde_json::json!({
+                "id": parse(rejected.id),
+                "refused": rejected.error.code,
+            }),
+        }
+    }
     let mut scratch = Vec::new();
     match parse_body(body.as_bytes(), &mut scratch, usize::MAX) {
-        Ok(Incoming::Single(raw)) => {
-            Ok(serde_json::from_str(raw.get()).expect("a raw value is JSON"))
-        }
-        Ok(Incoming::Batch(entries)) => Ok(Value::Array(
-            entries
-                .iter()
-                .map(|raw| serde_json::from_str(raw.get()).expect("a raw value is JSON"))
-                .collect(),
-        )),
+        Ok(Incoming::Single(entry)) => Ok(judged(&entry)),
+        Ok(Incoming::Batch(entries)) => Ok(Value::Array(entries.iter().map(judged).collect())),
         Err(error) => Err(i64::from(error.code)),
     }
 }
@@ -640,35 +651,40 @@ fn near_common() -> impl Strategy<Value = String> {
         })
 }
 
-/// Whenever the one-pass decoder accepts a request, the general path (envelope, then
-/// methods) accepts it too and makes the same call of it, with the same id.
-fn fast_agrees_with_general(text: &str) -> Result<(), TestCaseError> {
-    let Some(call) = fast::decode(text, &LIMITS) else {
+/// A request decoded as a whole body and as a batch entry is judged the same: the same id,
+/// the same call or the same refusal.
+fn body_and_entry_agree(text: &str) -> Result<(), TestCaseError> {
+    let mut scratch = Vec::new();
+    let Ok(Incoming::Single(whole)) = parse_body(text.as_bytes(), &mut scratch, MAX_BATCH) else {
         return Ok(());
     };
-    let raw: &RawValue = serde_json::from_str(text)
-        .map_err(|e| TestCaseError::fail(format!("fast accepted non-JSON {text}: {e}")))?;
-    let request = parse_request(raw)
-        .map_err(|r| TestCaseError::fail(format!("fast accepted {text}: {}", r.error.message)))?;
-    let method = Method::parse(&request.method, request.params, &LIMITS)
-        .map_err(|e| TestCaseError::fail(format!("fast accepted {text}: {}", e.message)))?;
-    prop_assert_eq!(
-        call.id.map(RawValue::get),
-        request.id.map(RawValue::get),
-        "{}",
-        text
-    );
-    prop_assert_eq!(call.method, method, "{}", text);
+    let Ok(raw) = serde_json::from_str::<&RawValue>(text) else {
+        return Ok(());
+    };
+    let entry = parse_request(raw);
+    let judge = |entry: Result<
+        sessiond::rpc::envelope::Request<'_>,
+        sessiond::rpc::envelope::Rejected<'_>,
+    >| match entry {
+        Ok(request) => (
+            request.id.map(|id| id.get().to_owned()),
+            Method::parse(&request.method, request.params, &LIMITS)
+                .map(Method::into_owned)
+                .map_err(|e| e.code),
+        ),
+        Err(rejected) => (Some(rejected.id.get().to_owned()), Err(rejected.error.code)),
+    };
+    prop_assert_eq!(judge(whole), judge(entry), "{}", text);
     Ok(())
 }
 
 proptest! {
     #![proptest_config(config(2048))]
 
-    /// The one-pass decoder never accepts what the general path would answer otherwise.
+    /// The body decoder and the batch-entry decoder judge a request alike.
     #[test]
-    fn the_fast_path_agrees_with_the_general_one(text in near_common()) {
-        fast_agrees_with_general(&text)?;
+    fn a_request_is_judged_alike_alone_and_in_a_batch(text in near_common()) {
+        body_and_entry_agree(&text)?;
     }
 }
 

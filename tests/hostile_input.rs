@@ -1120,7 +1120,7 @@ fn wrong_tokens() -> Vec<Case> {
 
 fn hex_sha256(s: &str) -> String {
     let mut out = String::new();
-    sessiond::token::SessionKey::of(s).write_hex(&mut out);
+    sessiond::store::key::SessionKey::of(s).write_hex(&mut out);
     out
 }
 

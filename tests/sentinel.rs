@@ -14,7 +14,7 @@ use common::cluster::{
 };
 use common::{TestApp, spawn_app};
 use hyper::StatusCode;
-use sessiond::token::SessionKey;
+use sessiond::store::key::SessionKey;
 
 /// `SESSIOND_REDIS_TIMEOUT_MS` in these tests (the default).
 const TIMEOUT_MS: u64 = 1_000;

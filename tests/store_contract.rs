@@ -5,14 +5,14 @@ mod common;
 
 use std::time::Duration;
 
+use sessiond::store::key::SessionKey;
 use sessiond::store::{ClusterStore, MemoryStore, RedisStore, SentinelStore, SessionStore};
-use sessiond::token::SessionKey;
 
 /// The behaviour every store must have. Uses real seconds for the TTL, as Redis's own clock
 /// is what is being tested.
 async fn contract<S: SessionStore>(store: &S) {
-    let key = SessionKey::of(&sessiond::token::generate());
-    let other = SessionKey::of(&sessiond::token::generate());
+    let key = SessionKey::of(&sessiond::session::token::generate());
+    let other = SessionKey::of(&sessiond::session::token::generate());
 
     store.ping().await.expect("ping");
     assert!(
@@ -47,7 +47,7 @@ async fn contract<S: SessionStore>(store: &S) {
         "a deleted key may be created again"
     );
 
-    let short = SessionKey::of(&sessiond::token::generate());
+    let short = SessionKey::of(&sessiond::session::token::generate());
     assert!(store.create(&short, 1).await.expect("create"));
     assert!(store.exists(&short).await.expect("exists"));
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -70,8 +70,8 @@ async fn contract<S: SessionStore>(store: &S) {
 /// about (the Redis store asks one multi-key `EXISTS` first and goes key by key only when its
 /// count is neither zero nor all of them; a key named twice counts twice).
 async fn exists_many<S: SessionStore>(store: &S, live: &SessionKey, other_live: &SessionKey) {
-    let absent = SessionKey::of(&sessiond::token::generate());
-    let other_absent = SessionKey::of(&sessiond::token::generate());
+    let absent = SessionKey::of(&sessiond::session::token::generate());
+    let other_absent = SessionKey::of(&sessiond::session::token::generate());
     let (l, m, a, b) = (*live, *other_live, absent, other_absent);
     let cases: &[(&[SessionKey], &[bool], &str)] = &[
         (&[], &[], "nothing asked"),

@@ -1,23 +1,30 @@
-//! Turning a request body into JSON-RPC requests: single or batch, each entry judged on its
-//! own, ids kept as the exact JSON text the caller sent so they are echoed unchanged.
+//! Turning a request body into JSON-RPC requests, in one pass: single or batch, each entry
+//! judged on its own, ids kept as the exact JSON text the caller sent so they are echoed
+//! unchanged. A batch longer than the limit is refused as soon as the limit is crossed,
+//! before the rest of it is read.
 
 use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
 
-use serde::{Deserialize, Deserializer};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
 
 use super::error::RpcError;
 use super::lenient::strip_trailing_commas;
 
-/// The body's shape, before its entries are judged.
+/// The body's requests.
 #[derive(Debug)]
 pub enum Incoming<'a> {
-    /// One request object (or something that is not one).
-    Single(&'a RawValue),
+    /// One request (or something that is not one).
+    Single(Entry<'a>),
     /// A non-empty batch.
-    Batch(Vec<&'a RawValue>),
+    Batch(Vec<Entry<'a>>),
 }
+
+/// One entry: a valid request, or why it is not one.
+pub type Entry<'a> = Result<Request<'a>, Rejected<'a>>;
 
 /// A valid request.
 #[derive(Debug)]
@@ -44,8 +51,7 @@ pub struct Rejected<'a> {
 ///
 /// # Errors
 /// The single error object the whole body is answered with: `-32700` when it is not JSON,
-/// `-32600` for an empty batch or one longer than `max_batch`, and for a top-level value that
-/// is neither an object nor an array.
+/// `-32600` for an empty batch or one longer than `max_batch`.
 pub fn parse_body<'a>(
     body: &'a [u8],
     scratch: &'a mut Vec<u8>,
@@ -80,108 +86,236 @@ impl Failure {
 }
 
 fn parse_text(text: &str, max_batch: usize) -> Result<Incoming<'_>, Failure> {
-    let syntax = |e: serde_json::Error| match e.classify() {
-        Category::Data => Failure::Rejected(RpcError::invalid_request(e.to_string())),
-        _ => Failure::Syntax,
-    };
-    match text.trim_start().as_bytes().first() {
-        Some(b'[') => {
-            let entries: Vec<&RawValue> = serde_json::from_str(text).map_err(syntax)?;
-            if entries.is_empty() {
-                return Err(Failure::Rejected(RpcError::invalid_request(
-                    "an empty batch",
-                )));
+    let refused = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = Body {
+        max_batch,
+        refused: &refused,
+    }
+    .deserialize(&mut de)
+    .and_then(|incoming| de.end().map(|()| incoming));
+    match parsed {
+        Ok(Incoming::Batch(entries)) if entries.is_empty() => Err(Failure::Rejected(
+            RpcError::invalid_request("an empty batch"),
+        )),
+        Ok(incoming) => Ok(incoming),
+        Err(e) => match refused.take() {
+            Some(error) => Err(Failure::Rejected(error)),
+            None if e.classify() == Category::Data => {
+                Err(Failure::Rejected(RpcError::invalid_request(e.to_string())))
             }
-            if entries.len() > max_batch {
-                return Err(Failure::Rejected(RpcError::invalid_request(format!(
-                    "a batch of {} requests; at most {max_batch} are allowed",
-                    entries.len()
+            None => Err(Failure::Syntax),
+        },
+    }
+}
+
+/// The whole body: an object, a batch, or another value (an entry that is not a request).
+struct Body<'r> {
+    max_batch: usize,
+    /// Why the body is refused whole, when it is (an empty or too long batch).
+    refused: &'r Cell<Option<RpcError>>,
+}
+
+impl<'de> DeserializeSeed<'de> for Body<'_> {
+    type Value = Incoming<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Body<'_> {
+    type Value = Incoming<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC request or batch")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        EntryVisitor.visit_map(map).map(Incoming::Single)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = seq.next_element_seed(EntrySeed)? {
+            if entries.len() == self.max_batch {
+                self.refused.set(Some(RpcError::invalid_request(format!(
+                    "a batch of more than {} requests; at most {} are allowed",
+                    self.max_batch, self.max_batch
                 ))));
+                return Err(de::Error::custom("batch too long"));
             }
-            Ok(Incoming::Batch(entries))
+            entries.push(entry);
         }
-        _ => {
-            let raw: &RawValue = serde_json::from_str(text).map_err(syntax)?;
-            Ok(Incoming::Single(raw))
-        }
+        // An empty batch is refused once the whole body is known to be JSON.
+        Ok(Incoming::Batch(entries))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Incoming::Single(not_an_object()))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Incoming::Single(not_an_object()))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Incoming::Single(not_an_object()))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Incoming::Single(not_an_object()))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Incoming::Single(not_an_object()))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Incoming::Single(not_an_object()))
     }
 }
 
-/// The members of a request object, each kept as raw JSON so that `null` and absent differ.
-#[derive(Deserialize)]
-struct RawRequest<'a> {
-    #[serde(borrow, default, deserialize_with = "present")]
-    jsonrpc: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    method: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    params: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    id: Option<&'a RawValue>,
-}
-
-/// `Some` for a member that is present, `null` included (which the field's type then
-/// refuses unless it can hold it), so that absent and `null` stay different.
-pub(super) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
-}
-
-/// Judges one entry (the whole body, or one element of a batch).
-///
-/// # Errors
-/// [`Rejected`] with `-32600` when the entry is not a valid request object.
-pub fn parse_request(entry: &RawValue) -> Result<Request<'_>, Rejected<'_>> {
-    let reject = |id: &'static RawValue, reason: Cow<'static, str>| Rejected {
-        id,
-        error: RpcError::invalid_request(reason),
-    };
-    if !entry.get().starts_with('{') {
-        return Err(reject(
-            RawValue::NULL,
-            "a request must be a JSON object".into(),
-        ));
-    }
-    let raw: RawRequest<'_> = serde_json::from_str(entry.get())
-        .map_err(|e| reject(RawValue::NULL, e.to_string().into()))?;
-    let id = match raw.id {
-        None => None,
-        Some(id) if is_valid_id(id) => Some(id),
-        Some(_) => {
-            return Err(reject(
-                RawValue::NULL,
-                "id must be a string, a number or null".into(),
-            ));
-        }
-    };
-    let answer_id = id.unwrap_or(RawValue::NULL);
-    let invalid = |reason: &'static str| Rejected {
-        id: answer_id,
-        error: RpcError::invalid_request(reason),
-    };
-    if raw.jsonrpc.and_then(json_str).as_deref() != Some("2.0") {
-        return Err(invalid("\"jsonrpc\" must be exactly \"2.0\""));
-    }
-    let Some(method) = raw.method.and_then(json_str) else {
-        return Err(invalid("\"method\" must be a string"));
-    };
-    if let Some(params) = raw.params {
-        if !matches!(first_byte(params), b'[' | b'{') {
-            return Err(invalid("\"params\" must be an array or an object"));
-        }
-    }
-    Ok(Request {
-        id,
-        method,
-        params: raw.params,
+fn not_an_object<'a>() -> Entry<'a> {
+    Err(Rejected {
+        id: RawValue::NULL,
+        error: RpcError::invalid_request("a request must be a JSON object"),
     })
 }
 
+/// One batch entry: any JSON value, judged.
+struct EntrySeed;
+
+impl<'de> DeserializeSeed<'de> for EntrySeed {
+    type Value = Entry<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        let raw: &'de RawValue = Deserialize::deserialize(d)?;
+        Ok(if raw.get().starts_with('{') {
+            parse_request(raw)
+        } else {
+            not_an_object()
+        })
+    }
+}
+
+use serde::Deserialize;
+
+/// Judges one entry (a batch element) given as raw JSON.
+pub fn parse_request(entry: &RawValue) -> Entry<'_> {
+    let mut de = serde_json::Deserializer::from_str(entry.get());
+    de.deserialize_map(EntryVisitor).unwrap_or_else(|e| {
+        Err(Rejected {
+            id: RawValue::NULL,
+            error: RpcError::invalid_request(e.to_string()),
+        })
+    })
+}
+
+/// A request object's members, read once: each kept as raw JSON so that `null` and absent
+/// differ; a member given twice is noted (and the id still read, to answer under it); other
+/// members are skipped.
+struct EntryVisitor;
+
+#[derive(Clone, Copy)]
+enum Member {
+    Jsonrpc,
+    Method,
+    Params,
+    Id,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MemberVisitor;
+        impl Visitor<'_> for MemberVisitor {
+            type Value = Member;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Member, E> {
+                Ok(match name {
+                    "jsonrpc" => Member::Jsonrpc,
+                    "method" => Member::Method,
+                    "params" => Member::Params,
+                    "id" => Member::Id,
+                    _ => Member::Other,
+                })
+            }
+        }
+        d.deserialize_str(MemberVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for EntryVisitor {
+    type Value = Entry<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a request object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut slots: [Option<&'de RawValue>; 4] = [None; 4];
+        let mut twice: Option<&'static str> = None;
+        while let Some(member) = map.next_key::<Member>()? {
+            let (slot, name) = match member {
+                Member::Jsonrpc => (0, "jsonrpc"),
+                Member::Method => (1, "method"),
+                Member::Params => (2, "params"),
+                Member::Id => (3, "id"),
+                Member::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            let value: &'de RawValue = map.next_value()?;
+            if slots[slot].is_some() {
+                twice.get_or_insert(name);
+            } else {
+                slots[slot] = Some(value);
+            }
+        }
+        let [jsonrpc, method, params, id] = slots;
+        Ok(judge(jsonrpc, method, params, id, twice))
+    }
+}
+
+fn judge<'a>(
+    jsonrpc: Option<&'a RawValue>,
+    method: Option<&'a RawValue>,
+    params: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+    twice: Option<&'static str>,
+) -> Entry<'a> {
+    let id = match id {
+        None => None,
+        Some(id) if is_valid_id(id) => Some(id),
+        Some(_) => {
+            return Err(Rejected {
+                id: RawValue::NULL,
+                error: RpcError::invalid_request("\"id\" must be a string, a number or null"),
+            });
+        }
+    };
+    let invalid = |reason: Cow<'static, str>| Rejected {
+        id: id.unwrap_or(RawValue::NULL),
+        error: RpcError::invalid_request(reason),
+    };
+    if let Some(name) = twice {
+        return Err(invalid(format!("\"{name}\" is given twice").into()));
+    }
+    if jsonrpc.is_none_or(|v| v.get() != "\"2.0\"" && json_str(v).as_deref() != Some("2.0")) {
+        return Err(invalid("\"jsonrpc\" must be exactly \"2.0\"".into()));
+    }
+    let Some(method) = method.and_then(json_str) else {
+        return Err(invalid("\"method\" must be a string".into()));
+    };
+    if let Some(params) = params {
+        if !matches!(first_byte(params), b'[' | b'{') {
+            return Err(invalid("\"params\" must be an array or an object".into()));
+        }
+    }
+    Ok(Request { id, method, params })
+}
+
 /// Whether `id` may be a request's id: a string, a number or null.
-pub(super) fn is_valid_id(id: &RawValue) -> bool {
+pub fn is_valid_id(id: &RawValue) -> bool {
     matches!(first_byte(id), b'"' | b'-' | b'0'..=b'9' | b'n')
 }
 
@@ -274,6 +408,15 @@ mod tests {
     }
 
     #[test]
+    fn a_long_batch_is_refused_before_the_rest_is_read() {
+        // The fourth entry is not even valid JSON: the limit (3) is crossed first.
+        assert_eq!(body("[1,2,3,4,{"), Err(INVALID_REQUEST));
+        let mut scratch = Vec::new();
+        let err = parse_body(b"[0,0,0,0,0]", &mut scratch, 3).expect_err("too long");
+        assert!(err.message.contains("at most 3"), "{}", err.message);
+    }
+
+    #[test]
     fn invalid_utf8_is_a_parse_error() {
         let mut scratch = Vec::new();
         let err = parse_body(b"{\"a\":\"\xff\"}", &mut scratch, 3).expect_err("not utf-8");
@@ -338,7 +481,13 @@ mod tests {
         );
         assert_eq!(
             rejected(r#"{"jsonrpc":"2.0","method":"m","id":1,"id":2}"#),
-            "null"
+            "1",
+            "a member given twice is refused under the first id"
+        );
+        let message = |s| entry(s).expect_err("rejected").1;
+        assert_eq!(
+            message(r#"{"jsonrpc":"2.0","jsonrpc":"2.0","method":"m","id":1}"#),
+            "Invalid Request: \"jsonrpc\" is given twice"
         );
         assert_eq!(rejected("[1]"), "null");
         assert_eq!(rejected("\"x\""), "null");

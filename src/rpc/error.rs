@@ -12,7 +12,7 @@ pub const METHOD_NOT_FOUND: i32 = -32601;
 pub const INVALID_PARAMS: i32 = -32602;
 /// Internal JSON-RPC error.
 pub const INTERNAL_ERROR: i32 = -32603;
-/// Server error: the session store could not answer in time.
+/// Server error: the service could not answer now (its store failed); retry later.
 pub const STORE_UNAVAILABLE: i32 = -32000;
 /// Server error: the call carried no valid API key (sent with HTTP 401).
 pub const UNAUTHORIZED: i32 = -32001;
@@ -27,7 +27,8 @@ pub struct RpcError {
 }
 
 impl RpcError {
-    fn new(code: i32, message: impl Into<Cow<'static, str>>) -> Self {
+    /// An error object with any code, e.g. a server error in `-32000..-32099`.
+    pub fn new(code: i32, message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -80,14 +81,6 @@ impl RpcError {
     /// `-32603`: something went wrong inside the service.
     pub fn internal() -> Self {
         Self::new(INTERNAL_ERROR, "Internal error")
-    }
-
-    /// `-32000`: the session store did not answer.
-    pub fn store_unavailable() -> Self {
-        Self::new(
-            STORE_UNAVAILABLE,
-            "Server error: the session store is unavailable; retry later",
-        )
     }
 
     /// `-32001`: no valid API key.

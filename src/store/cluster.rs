@@ -4,8 +4,11 @@
 //! touches exactly one key, so every command goes to exactly one shard.
 //!
 //! The connection is made on first use, not at start-up: a cluster that is not reachable yet
-//! is used as soon as it answers. A failed or slow first connect is bounded by the configured
-//! timeout and tried again on the next call.
+//! is used as soon as it answers. A failed or slow connect is bounded by the configured
+//! timeout and tried again on the next call. A call that times out drops the whole cluster
+//! connection, so that nodes that moved without resetting their sockets are connected to
+//! afresh (the client's own response timeout is twice the store's, so the store's timeout is
+//! the one that fires and a hung node is classified once, as a timeout).
 
 use std::time::Duration;
 
@@ -13,10 +16,10 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 use redis::{ErrorKind, IntoConnectionInfo, RedisError};
-use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
-use super::{SessionStore, StoreError};
-use crate::token::SessionKey;
+use super::key::SessionKey;
+use super::{SessionStore, StoreError, tcp_settings};
 
 /// How often one call is retried inside the client (after a redirection, a lost connection
 /// or a `CLUSTERDOWN`/`TRYAGAIN`), all within the one timeout of the call.
@@ -25,11 +28,18 @@ const RETRIES: u32 = 6;
 const MIN_RETRY_WAIT_MS: u64 = 10;
 /// Longest wait before such a retry, in milliseconds.
 const MAX_RETRY_WAIT_MS: u64 = 200;
+/// How long a successful readiness check is remembered.
+const READY_FOR: Duration = Duration::from_secs(1);
 
 /// Redis Cluster store. Keys are `<prefix><hex sha256>`, exactly as in standalone mode.
 pub struct ClusterStore {
     client: ClusterClient,
-    conn: OnceCell<ClusterConnection>,
+    /// The connection in use and when it was made.
+    conn: std::sync::Mutex<Option<(ClusterConnection, Instant)>>,
+    /// Held while connecting.
+    connecting: tokio::sync::Mutex<()>,
+    /// When readiness last succeeded.
+    ready_at: std::sync::Mutex<Option<Instant>>,
     prefix: String,
     timeout: Duration,
 }
@@ -55,33 +65,49 @@ impl ClusterStore {
         }
         let client = ClusterClient::builder(seeds.iter().map(String::as_str))
             .connection_timeout(timeout)
-            .response_timeout(timeout)
+            .response_timeout(timeout.saturating_mul(2))
+            .tcp_settings(tcp_settings(timeout))
             .retries(RETRIES)
             .min_retry_wait(MIN_RETRY_WAIT_MS)
             .max_retry_wait(MAX_RETRY_WAIT_MS)
             .build()?;
         Ok(Self {
             client,
-            conn: OnceCell::new(),
+            conn: std::sync::Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            ready_at: std::sync::Mutex::new(None),
             prefix: prefix.to_owned(),
             timeout,
         })
     }
 
-    /// The cluster connection, made now if this is the first call (or every earlier attempt
-    /// failed). The connect is bounded by the timeout.
+    fn current(&self) -> Option<(ClusterConnection, Instant)> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The cluster connection, made now if there is none. The connect is bounded by the
+    /// timeout.
     async fn connection(&self) -> Result<ClusterConnection, StoreError> {
-        let conn = self
+        if let Some((conn, _)) = self.current() {
+            return Ok(conn);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some((conn, _)) = self.current() {
+            return Ok(conn);
+        }
+        let conn = tokio::time::timeout(self.timeout, self.client.get_async_connection())
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))??;
+        tracing::info!("connected to the Redis Cluster");
+        *self
             .conn
-            .get_or_try_init(|| async {
-                let conn = tokio::time::timeout(self.timeout, self.client.get_async_connection())
-                    .await
-                    .map_err(|_| StoreError::Timeout(self.timeout))??;
-                tracing::info!("connected to the Redis Cluster");
-                Ok::<_, StoreError>(conn)
-            })
-            .await?;
-        Ok(conn.clone())
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((conn.clone(), Instant::now()));
+        Ok(conn)
     }
 
     fn key(&self, key: &SessionKey) -> String {
@@ -122,7 +148,18 @@ impl SessionStore for ClusterStore {
     /// is known and some master answers. (The client's default for `PING` waits for every
     /// master, so one dead or hung master would make every pod unready at once and take all
     /// the keys out of service, not only its own.)
+    ///
+    /// A success is remembered for [`READY_FOR`]: probes from many places (kubelet, load
+    /// balancers) then cost one round of PINGs a second, not one each.
     async fn ping(&self) -> Result<(), StoreError> {
+        let fresh = self
+            .ready_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < READY_FOR);
+        if fresh {
+            return Ok(());
+        }
         let reply = self
             .connection()
             .await?
@@ -135,7 +172,22 @@ impl SessionStore for ClusterStore {
             )
             .await?;
         let _: String = redis::from_redis_value(reply).map_err(RedisError::from)?;
+        *self
+            .ready_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
         Ok(())
+    }
+
+    fn timed_out(&self, started: Instant) {
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if conn.as_ref().is_some_and(|(_, made)| *made <= started) {
+            *conn = None;
+            tracing::warn!("a call to the Redis Cluster timed out; connecting to it afresh");
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::key::SessionKey;
 use super::{SessionStore, StoreError};
-use crate::token::SessionKey;
 
 /// How often the sweeper looks for expired entries.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);

@@ -1,7 +1,9 @@
 //! The session store: a small trait (create if absent with a TTL, exists, delete, ping) and
-//! its backends, one file each. [`Backend`] picks one from the configuration.
+//! its backends, one file each; [`key`] is the key format. [`Backend`] picks one from the
+//! configuration.
 
 mod cluster;
+pub mod key;
 mod memory;
 mod redis;
 mod sentinel;
@@ -10,11 +12,11 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use self::cluster::ClusterStore;
+use self::key::SessionKey;
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use self::sentinel::SentinelStore;
-use crate::config::{RedisMode, Settings, StoreSettings};
-use crate::token::SessionKey;
+use crate::config::{RedisMode, StoreKind, StoreSettings};
 
 /// Why a store operation failed. Every variant means "the store could not answer", never
 /// "the caller did something wrong".
@@ -26,9 +28,20 @@ pub enum StoreError {
     /// Redis answered with an error or could not be reached.
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
-    /// The configured mode is not available.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The store answered something this program did not expect of it.
+    #[error("unexpected answer from the session store: {0}")]
+    Unexpected(String),
+}
+
+impl StoreError {
+    /// Whether the store did not answer in time (rather than answering with an error).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Self::Timeout(_) => true,
+            Self::Redis(err) => err.is_timeout(),
+            Self::Unexpected(_) => false,
+        }
+    }
 }
 
 /// What every backend can do. Keys are already hashed; a backend never sees a token.
@@ -62,8 +75,31 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes `key`; removing a missing key is not an error.
     fn delete(&self, key: &SessionKey) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Checks that the store answers.
+    /// Checks that the store answers and takes writes.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A call started at `started` ran out of time: the connection it used may be dead
+    /// without knowing it (a Redis that moved without resetting the socket), so a backend
+    /// replaces it. By default nothing is done.
+    fn timed_out(&self, started: tokio::time::Instant) {
+        let _ = started;
+    }
+}
+
+/// The socket options of every Redis connection: `TCP_NODELAY` (a pipelined batch is not held
+/// back by Nagle's algorithm waiting for an acknowledgement), keep-alive probes, and
+/// `TCP_USER_TIMEOUT` so that unacknowledged data fails the socket after
+/// max(3 × the store timeout, 10 s) instead of the kernel's ~15 minutes.
+pub fn tcp_settings(timeout: Duration) -> ::redis::io::tcp::TcpSettings {
+    use ::redis::io::tcp::socket2::TcpKeepalive;
+    let keepalive = TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5))
+        .with_retries(3);
+    ::redis::io::tcp::TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive)
+        .set_user_timeout(timeout.saturating_mul(3).max(Duration::from_secs(10)))
 }
 
 /// The backend chosen by configuration.
@@ -84,48 +120,18 @@ impl Backend {
     ///
     /// # Errors
     /// [`StoreError`] when the Redis settings cannot be turned into a client.
-    pub fn from_settings(settings: &Settings) -> Result<Self, StoreError> {
-        match &settings.store {
-            StoreSettings::Memory => Ok(Self::Memory(MemoryStore::new())),
-            StoreSettings::Redis(redis) => match redis.mode {
-                RedisMode::Standalone => Ok(Self::Redis(RedisStore::new(
-                    &redis.urls[0],
-                    &settings.key_prefix,
-                    settings.redis_timeout,
-                )?)),
-                RedisMode::Cluster => Ok(Self::Cluster(ClusterStore::new(
-                    &redis.urls,
-                    &settings.key_prefix,
-                    settings.redis_timeout,
-                )?)),
-                RedisMode::Sentinel => match &redis.sentinel_master {
-                    Some(master) => Ok(Self::Sentinel(SentinelStore::new(
-                        &redis.urls,
-                        master,
-                        &settings.key_prefix,
-                        settings.redis_timeout,
-                    )?)),
-                    None => Err(StoreError::Unsupported(
-                        "SESSIOND_REDIS_SENTINEL_MASTER must name the master in sentinel mode"
-                            .to_owned(),
-                    )),
-                },
-            },
-        }
-    }
-}
-
-/// The configured store's short name, for logs and metrics: `memory`, `redis`,
-/// `redis-cluster` or `redis-sentinel`. Known from the settings alone, before any worker has
-/// built its [`Backend`].
-pub fn kind(settings: &StoreSettings) -> &'static str {
-    match settings {
-        StoreSettings::Memory => "memory",
-        StoreSettings::Redis(redis) => match redis.mode {
-            RedisMode::Standalone => "redis",
-            RedisMode::Cluster => "redis-cluster",
-            RedisMode::Sentinel => "redis-sentinel",
-        },
+    pub fn from_settings(settings: &StoreSettings) -> Result<Self, StoreError> {
+        let (prefix, timeout) = (&settings.key_prefix, settings.timeout);
+        let StoreKind::Redis(redis) = &settings.kind else {
+            return Ok(Self::Memory(MemoryStore::new()));
+        };
+        Ok(match &redis.mode {
+            RedisMode::Standalone => Self::Redis(RedisStore::new(&redis.urls[0], prefix, timeout)?),
+            RedisMode::Cluster => Self::Cluster(ClusterStore::new(&redis.urls, prefix, timeout)?),
+            RedisMode::Sentinel { master } => {
+                Self::Sentinel(SentinelStore::new(&redis.urls, master, prefix, timeout)?)
+            }
+        })
     }
 }
 
@@ -177,6 +183,15 @@ impl SessionStore for Backend {
             Self::Redis(s) => s.ping().await,
             Self::Cluster(s) => Box::pin(s.ping()).await,
             Self::Sentinel(s) => Box::pin(s.ping()).await,
+        }
+    }
+
+    fn timed_out(&self, started: tokio::time::Instant) {
+        match self {
+            Self::Memory(s) => s.timed_out(started),
+            Self::Redis(s) => s.timed_out(started),
+            Self::Cluster(s) => s.timed_out(started),
+            Self::Sentinel(s) => s.timed_out(started),
         }
     }
 }

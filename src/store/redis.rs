@@ -1,21 +1,38 @@
-//! The Redis backend: one multiplexed connection (redis-rs's `ConnectionManager`) that
-//! pipelines concurrent calls on one socket and reconnects by itself after Redis restarts.
-//! Each method is one Redis command: `SET key 1 EX ttl NX`, `EXISTS`, `DEL`, `PING`; a batch's
-//! verify calls are one multi-key `EXISTS`, then a pipeline of single-key ones only when its
-//! count says that some of the keys are live and some are not.
+//! The Redis backend: one multiplexed connection per worker that pipelines its concurrent
+//! calls on one socket. Each method is one Redis command: `SET key 1 EX ttl NX`, `EXISTS`,
+//! `DEL`, `ROLE`; a batch's verify calls are one multi-key `EXISTS`, then a pipeline of
+//! single-key ones only when its count says that some of the keys are live and some are not.
+//!
+//! The connection is replaced, not trusted: when it breaks (the next call connects again and
+//! the broken call is sent once more on the new one) and when a call times out (a Redis that
+//! moved without resetting the old socket would otherwise leave every call timing out until
+//! the kernel gives up on it, ~15 minutes). The socket has `TCP_NODELAY`, keep-alive probes
+//! and `TCP_USER_TIMEOUT` ([`super::tcp_settings`]).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, Role};
+use tokio::time::Instant;
 
-use super::{SessionStore, StoreError};
-use crate::token::SessionKey;
+use super::key::SessionKey;
+use super::{SessionStore, StoreError, tcp_settings};
 
-/// Redis standalone store. Cheap to clone; clones share the connection.
-#[derive(Clone)]
+/// After a connect fails, calls fail at once for this long instead of connecting again: a
+/// Redis that is down must not turn every call into a connect attempt.
+const CONNECT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Redis standalone store.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    client: redis::Client,
+    config: AsyncConnectionConfig,
     prefix: String,
+    timeout: Duration,
+    /// The connection in use and when it was made.
+    current: Mutex<Option<(MultiplexedConnection, Instant)>>,
+    /// Held while connecting; the last failed connect.
+    connecting: tokio::sync::Mutex<Option<(Instant, String)>>,
 }
 
 impl RedisStore {
@@ -25,43 +42,146 @@ impl RedisStore {
     /// # Errors
     /// [`StoreError::Redis`] when the URL is not a usable Redis URL.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
+        let info = url
+            .into_connection_info()?
+            .set_tcp_settings(tcp_settings(timeout));
+        let client = redis::Client::open(info)?;
+        // No response timeout of the client's own: the store timeout (`Sessions`) is the one
+        // bound, so that a hung Redis is classified once, as a timeout.
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(timeout);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+            .set_response_timeout(None);
         Ok(Self {
-            conn,
+            client,
+            config,
             prefix: prefix.to_owned(),
+            timeout,
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(None),
         })
     }
 
     fn key(&self, key: &SessionKey) -> Vec<u8> {
         key.prefixed(&self.prefix)
     }
+
+    fn current(&self) -> Option<(MultiplexedConnection, Instant)> {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The connection, made now if there is none.
+    async fn connection(&self) -> Result<(MultiplexedConnection, Instant), StoreError> {
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        let mut last_failure = self.connecting.lock().await;
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        if let Some((at, reason)) = last_failure.as_ref()
+            && at.elapsed() < CONNECT_BACKOFF
+        {
+            return Err(StoreError::Redis(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "could not connect to Redis moments ago",
+                reason.clone(),
+            ))));
+        }
+        let made = tokio::time::timeout(
+            self.timeout,
+            self.client
+                .get_multiplexed_async_connection_with_config(&self.config),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout(self.timeout))
+        .and_then(|made| made.map_err(StoreError::from));
+        match made {
+            Ok(conn) => {
+                *last_failure = None;
+                let current = (conn, Instant::now());
+                *self
+                    .current
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(current.clone());
+                Ok(current)
+            }
+            Err(err) => {
+                *last_failure = Some((Instant::now(), err.to_string()));
+                Err(err)
+            }
+        }
+    }
+
+    /// Drops the connection made at `made` (unless a newer one replaced it already).
+    fn forget(&self, made: Instant, why: &dyn std::fmt::Display) {
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.as_ref().is_some_and(|(_, at)| *at == made) {
+            *current = None;
+            tracing::warn!(reason = %why, "dropped the Redis connection; the next call connects again");
+        }
+    }
+
+    /// Sends a command (or pipeline); once more on a new connection when the first broke.
+    async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (mut conn, made) = self.connection().await?;
+            let sent = match request {
+                Request::Cmd(cmd) => cmd.query_async(&mut conn).await,
+                Request::Pipeline(pipe) => pipe.query_async(&mut conn).await,
+            };
+            match sent {
+                Ok(value) => return Ok(value),
+                Err(err) if broken(&err) => {
+                    self.forget(made, &err);
+                    if attempt >= 2 {
+                        return Err(err.into());
+                    }
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
+
+/// What [`RedisStore::query`] sends.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipeline(&'a redis::Pipeline),
+}
+
+/// Whether an error means the connection is unusable (rather than Redis refusing a command).
+fn broken(err: &redis::RedisError) -> bool {
+    err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error()
 }
 
 impl SessionStore for RedisStore {
+    /// Resent once after a broken connection: if the first `SET` was applied before the
+    /// connection broke, the resend finds the key and reports a collision, the caller draws
+    /// another token, and the first key, whose token nobody holds, expires.
     async fn create(&self, key: &SessionKey, ttl_secs: u64) -> Result<bool, StoreError> {
-        let reply: Option<String> = redis::cmd("SET")
-            .arg(self.key(key))
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key))
             .arg(1)
             .arg("EX")
             .arg(ttl_secs)
-            .arg("NX")
-            .query_async(&mut self.conn.clone())
-            .await?;
+            .arg("NX");
+        let reply: Option<String> = self.query(Request::Cmd(&cmd)).await?;
         Ok(reply.is_some())
     }
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let count: u64 = redis::cmd("EXISTS")
-            .arg(self.key(key))
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(self.key(key));
+        let count: u64 = self.query(Request::Cmd(&cmd)).await?;
         Ok(count > 0)
     }
 
@@ -79,38 +199,60 @@ impl SessionStore for RedisStore {
         for key in keys {
             all.arg(self.key(key));
         }
-        match all.query_async::<usize>(&mut self.conn.clone()).await {
+        match self.query::<usize>(Request::Cmd(&all)).await {
             Ok(live) if live == 0 || live == keys.len() => return Ok(vec![live > 0; keys.len()]),
             Ok(_) => {}
             // An error reply: a Redis-compatible endpoint that refuses one command naming keys
             // of different hash slots (a sharding proxy, a one-node cluster) says CROSSSLOT or
             // the like. Asked key by key, it answers; any other refusal comes back again from
             // the pipeline. A connection failure or a timeout is not asked twice.
-            Err(err) if matches!(err.kind(), redis::ErrorKind::Server(_)) => {
+            Err(StoreError::Redis(err)) if matches!(err.kind(), redis::ErrorKind::Server(_)) => {
                 tracing::debug!(error = %err, "multi-key EXISTS refused; asking key by key");
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(err),
         }
         let mut pipe = redis::Pipeline::with_capacity(keys.len());
         for key in keys {
             pipe.cmd("EXISTS").arg(self.key(key));
         }
-        let counts: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        let counts: Vec<u64> = self.query(Request::Pipeline(&pipe)).await?;
         Ok(counts.into_iter().map(|n| n > 0).collect())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
-        let _: u64 = redis::cmd("DEL")
-            .arg(self.key(key))
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.key(key));
+        let _: u64 = self.query(Request::Cmd(&cmd)).await?;
         Ok(())
     }
 
+    /// `ROLE`: ready means this Redis answers and takes writes; a read-only replica answers
+    /// `PING` but refuses every open and close. An ACL user without `+role` gets `PING`
+    /// (docs/DEPLOY.md asks for `+role`).
     async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = redis::cmd("PING")
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
+        let cmd = redis::cmd("ROLE");
+        match self.query::<Role>(Request::Cmd(&cmd)).await {
+            Ok(Role::Primary { .. }) => Ok(()),
+            Ok(_) => Err(StoreError::Unexpected(
+                "the configured Redis is a read-only replica; sessions cannot be opened or closed"
+                    .to_owned(),
+            )),
+            Err(StoreError::Redis(err))
+                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) =>
+            {
+                let ping = redis::cmd("PING");
+                let _: String = self.query(Request::Cmd(&ping)).await?;
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn timed_out(&self, started: Instant) {
+        if let Some((_, made)) = self.current()
+            && made <= started
+        {
+            self.forget(made, &"a call timed out on it");
+        }
     }
 }

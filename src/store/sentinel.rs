@@ -21,8 +21,8 @@ use redis::{
     IntoConnectionInfo, RedisError, Role, ServerErrorKind, TlsMode,
 };
 
-use super::{SessionStore, StoreError};
-use crate::token::SessionKey;
+use super::key::SessionKey;
+use super::{SessionStore, StoreError, tcp_settings};
 
 /// After a discovery fails, calls fail at once for this long instead of asking the sentinels
 /// again: a dead master under load must not turn every call into a round of sentinel queries.
@@ -52,6 +52,7 @@ pub struct SentinelStore {
 struct Master {
     conn: MultiplexedConnection,
     generation: u64,
+    made: tokio::time::Instant,
 }
 
 #[derive(Default)]
@@ -84,7 +85,8 @@ impl SentinelStore {
             .into());
         };
         let mut master_info = SentinelNodeConnectionInfo::default()
-            .set_redis_connection_info(first.redis_settings().clone());
+            .set_redis_connection_info(first.redis_settings().clone())
+            .set_tcp_settings(tcp_settings(timeout));
         if let ConnectionAddr::TcpTls { insecure, .. } = first.addr() {
             master_info = master_info.set_tls_mode(if *insecure {
                 TlsMode::Insecure
@@ -104,9 +106,11 @@ impl SentinelStore {
             sentinels,
             master_name: master_name.to_owned(),
             master_info,
+            // No response timeout of the client's own: the store timeout is the one bound,
+            // and a call that runs into it drops the master's connection (`timed_out`).
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(timeout)),
+                .set_response_timeout(None),
             prefix: prefix.to_owned(),
             timeout,
             current: Mutex::new(None),
@@ -152,6 +156,7 @@ impl SentinelStore {
                 let master = Master {
                     conn,
                     generation: discovery.generation,
+                    made: tokio::time::Instant::now(),
                 };
                 *self
                     .current
@@ -276,6 +281,15 @@ impl SessionStore for SentinelStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let _: Role = self.query(&redis::cmd("ROLE"), still_master).await?;
         Ok(())
+    }
+
+    fn timed_out(&self, started: tokio::time::Instant) {
+        if let Some(master) = self.current()
+            && master.made <= started
+        {
+            let err = RedisError::from((ErrorKind::Io, "a call timed out on the connection"));
+            self.forget(master.generation, &err);
+        }
     }
 }
 

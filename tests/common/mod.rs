@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod nginx;
 pub mod process;
+pub mod replica;
 pub mod tls;
 
 use std::io::{Read, Write};
@@ -20,14 +22,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
-use sessiond::app::App;
 use sessiond::config::Settings;
 use tokio::sync::oneshot;
 
 /// Logs go to the test output only when `TEST_LOG` is set.
 pub fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        sessiond::telemetry::init(sessiond::config::LogFormat::Text);
+        std::mem::forget(sessiond::telemetry::init(sessiond::config::LogFormat::Text));
     }
 }
 
@@ -209,31 +210,37 @@ fn wait_for_pong(port: u16, within: Duration) -> bool {
     false
 }
 
-/// A running app on a loopback port.
+/// A running app on a loopback port, served by `sessiond::http::server::run` on its own
+/// thread: the binary's serving path (workers, connection limit, drain) exactly.
 pub struct TestApp {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    server: Option<std::thread::JoinHandle<std::process::ExitCode>>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 /// Starts the app with these `SESSIOND_*` settings (the listen address is always port 0).
+/// Unless the test sets `SESSIOND_DRAIN_MS`, stopping does not wait for idle connections.
 pub async fn spawn_app(vars: &[(&str, &str)]) -> TestApp {
     init_logs();
+    let defaults = [("SESSIOND_DRAIN_MS", "0")]
+        .into_iter()
+        .filter(|(k, _)| !vars.iter().any(|(set, _)| set == k));
     let vars = vars
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .copied()
+        .chain(defaults)
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .chain([("SESSIOND_LISTEN".to_owned(), "127.0.0.1:0".to_owned())]);
     let settings = Settings::from_vars(vars).expect("test settings");
-    let app = App::from_settings(&settings).expect("app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = StdListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(sessiond::server::serve(listener, app, async {
-        let _ = rx.await;
-    }));
+    let server = std::thread::spawn(move || {
+        sessiond::http::server::run(listener, settings, async {
+            let _ = rx.await;
+        })
+    });
     TestApp {
         addr,
         shutdown: Some(tx),
@@ -327,14 +334,15 @@ impl TestApp {
         assert_eq!(response["result"], json!(true), "{response}");
     }
 
-    /// Starts the graceful shutdown and waits for the server to stop.
-    pub async fn stop(mut self) {
+    /// Starts the graceful shutdown and waits for the server to stop; its exit code.
+    pub async fn stop(mut self) -> std::process::ExitCode {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
+        let server = self.server.take().expect("running");
+        tokio::task::spawn_blocking(move || server.join().expect("server thread"))
+            .await
+            .expect("join")
     }
 }
 

@@ -1,18 +1,24 @@
-//! The whole JSON-RPC path: a body in, the bytes to answer (or nothing) out. A batch's entries
-//! are judged one by one; its verify calls go to the store together (one `exists_many` call), its
-//! other calls run concurrently; notifications run but are never answered.
+//! The whole JSON-RPC path: a body in, the bytes to answer (or nothing) out. The body is
+//! decoded once (`rpc::envelope`), each entry's params once (`methods`). A batch's entries are
+//! judged one by one; its verify calls go to the store together (one `exists_many` call), its
+//! other calls run concurrently; notifications run but are never answered; `rpc.discover` is
+//! answered once per batch, so a small body cannot ask for a response thousands of times
+//! larger.
 
 use std::time::Instant;
 
 use futures_util::future::{join, join_all};
 use serde_json::value::RawValue;
 
-use super::envelope::{Incoming, parse_body, parse_request};
-use super::error::{METHOD_NOT_FOUND, RpcError};
-use super::fast;
-use super::response::{error_body, write};
-use crate::methods::{ALL, ExpiryLimits, Method};
-use crate::sessions::{Reply, Sessions};
+use super::errors::to_rpc;
+use super::methods::{DISCOVER, Method, known};
+use super::reply::Reply;
+use crate::openrpc;
+use crate::rpc::RpcError;
+use crate::rpc::envelope::{Entry, Incoming, parse_body};
+use crate::rpc::error::METHOD_NOT_FOUND;
+use crate::rpc::response::{error_body, write};
+use crate::session::Sessions;
 use crate::store::SessionStore;
 
 /// Answers a request body. `None` means there is nothing to answer (only notifications).
@@ -22,14 +28,6 @@ pub async fn handle_body<S: SessionStore>(
     max_batch: usize,
 ) -> Option<Vec<u8>> {
     let started = Instant::now();
-    // Nearly every body is one request of the common shape: decode it in one pass.
-    if let Some(call) = std::str::from_utf8(body)
-        .ok()
-        .and_then(|text| fast::decode(text, sessions.limits()))
-    {
-        let outcome = run(sessions, call.method, started).await;
-        return call.id.map(|id| single(id, &outcome));
-    }
     let mut scratch = Vec::new();
     let incoming = match parse_body(body, &mut scratch, max_batch) {
         Ok(incoming) => incoming,
@@ -42,7 +40,7 @@ pub async fn handle_body<S: SessionStore>(
     };
     match incoming {
         Incoming::Single(entry) => {
-            let outcome = match decode(entry, sessions.limits()) {
+            let (id, outcome) = match decode(entry, sessions) {
                 Decoded::Call { id, method } => (id, run(sessions, method, started).await),
                 Decoded::Refused { id, name, error } => {
                     let outcome = Err(error);
@@ -50,8 +48,11 @@ pub async fn handle_body<S: SessionStore>(
                     (id, outcome)
                 }
             };
-            let (id, outcome) = outcome;
-            id.map(|id| single(id, &outcome))
+            id.map(|id| {
+                let mut out = Vec::with_capacity(128);
+                write(&mut out, id, &outcome);
+                out
+            })
         }
         Incoming::Batch(entries) => {
             sessions.metrics().batch_size.observe(entries.len() as f64);
@@ -70,12 +71,6 @@ pub async fn handle_body<S: SessionStore>(
     }
 }
 
-fn single(id: &RawValue, outcome: &Result<Reply, RpcError>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
-    write(&mut out, id, outcome);
-    out
-}
-
 /// One entry, judged.
 enum Decoded<'a> {
     /// A valid call; `id` is `None` for a notification.
@@ -91,14 +86,8 @@ enum Decoded<'a> {
     },
 }
 
-fn decode<'a>(entry: &'a RawValue, limits: &ExpiryLimits) -> Decoded<'a> {
-    if let Some(call) = fast::decode(entry.get(), limits) {
-        return Decoded::Call {
-            id: call.id,
-            method: call.method,
-        };
-    }
-    let request = match parse_request(entry) {
+fn decode<'a, S: SessionStore>(entry: Entry<'a>, sessions: &Sessions<S>) -> Decoded<'a> {
+    let request = match entry {
         Ok(request) => request,
         Err(rejected) => {
             return Decoded::Refused {
@@ -108,7 +97,7 @@ fn decode<'a>(entry: &'a RawValue, limits: &ExpiryLimits) -> Decoded<'a> {
             };
         }
     };
-    match Method::parse(&request.method, request.params, limits) {
+    match Method::parse(&request.method, request.params, sessions.limits()) {
         Ok(method) => Decoded::Call {
             id: request.id,
             method,
@@ -118,11 +107,25 @@ fn decode<'a>(entry: &'a RawValue, limits: &ExpiryLimits) -> Decoded<'a> {
             name: if error.code == METHOD_NOT_FOUND {
                 "unknown"
             } else {
-                known_name(&request.method)
+                known(&request.method).unwrap_or("unknown")
             },
             error,
         },
     }
+}
+
+/// Runs one call.
+async fn call<S: SessionStore>(
+    sessions: &Sessions<S>,
+    method: &Method<'_>,
+) -> Result<Reply, RpcError> {
+    let outcome = match method {
+        Method::OpenSession { expires_in } => sessions.open(*expires_in).await.map(Reply::Opened),
+        Method::VerifySessionToken { token } => sessions.verify(token).await.map(Reply::Active),
+        Method::CloseSession { token } => sessions.close(token).await.map(|()| Reply::Closed),
+        Method::Discover => Ok(Reply::Document(openrpc::document(sessions.limits()))),
+    };
+    outcome.map_err(|err| to_rpc(&err))
 }
 
 /// Runs one call and records it.
@@ -131,9 +134,8 @@ async fn run<S: SessionStore>(
     method: Method<'_>,
     started: Instant,
 ) -> Result<Reply, RpcError> {
-    let name = method.name();
-    let outcome = sessions.call(method).await;
-    record(sessions, name, &outcome, started);
+    let outcome = call(sessions, &method).await;
+    record(sessions, method.name(), &outcome, started);
     outcome
 }
 
@@ -143,12 +145,23 @@ type Answer<'a> = Option<(&'a RawValue, Result<Reply, RpcError>)>;
 /// store as one call; every other call runs alongside them.
 async fn batch<'a, S: SessionStore>(
     sessions: &Sessions<S>,
-    entries: Vec<&'a RawValue>,
+    entries: Vec<Entry<'a>>,
     started: Instant,
 ) -> Vec<Answer<'a>> {
+    let mut discovered = false;
     let decoded: Vec<Decoded<'a>> = entries
         .into_iter()
-        .map(|entry| decode(entry, sessions.limits()))
+        .map(|entry| match decode(entry, sessions) {
+            Decoded::Call {
+                id,
+                method: Method::Discover,
+            } if std::mem::replace(&mut discovered, true) => Decoded::Refused {
+                id,
+                name: DISCOVER,
+                error: RpcError::invalid_request("rpc.discover is answered once per batch"),
+            },
+            decoded => decoded,
+        })
         .collect();
     let tokens: Vec<&str> = decoded
         .iter()
@@ -162,12 +175,17 @@ async fn batch<'a, S: SessionStore>(
         .collect();
     let others = decoded.iter().filter_map(|d| match d {
         Decoded::Call { method, .. } if !matches!(method, Method::VerifySessionToken { .. }) => {
-            Some(sessions.call(method.clone()))
+            Some(call(sessions, method))
         }
         _ => None,
     });
-    let (verified, others) = join(sessions.verify_many(&tokens), join_all(others)).await;
-    let (mut verified, mut others) = (verified.into_iter(), others.into_iter());
+    let (verdicts, others) = join(sessions.verify_many(&tokens), join_all(others)).await;
+    let failure = verdicts.failure.as_ref().map(to_rpc);
+    let mut verified = verdicts.answers.into_iter().map(|answer| match answer {
+        Some(active) => Ok(Reply::Active(active)),
+        None => Err(failure.clone().unwrap_or_else(RpcError::internal)),
+    });
+    let mut others = others.into_iter();
     decoded
         .into_iter()
         .map(|d| {
@@ -187,11 +205,6 @@ async fn batch<'a, S: SessionStore>(
             id.map(|id| (id, outcome))
         })
         .collect()
-}
-
-/// The static name of a method the service has, for labels.
-fn known_name(name: &str) -> &'static str {
-    ALL.into_iter().find(|m| *m == name).unwrap_or("unknown")
 }
 
 /// Counts and logs one call. Never logs params: they hold tokens.

@@ -1,54 +1,66 @@
 //! The HTTP surface: `POST /` (JSON-RPC), `GET /healthz`, `GET /readyz`, `GET /metrics`,
-//! `GET /openrpc.json`. Each request gets a span with its request id (taken from
-//! `X-Request-Id` or made up, and echoed); JSON-RPC calls need an API key when keys are
-//! configured; bodies are read under a size limit (413 before buffering more than the limit)
-//! and a time limit.
+//! `GET /openrpc.json`. Each request gets its request id (taken from `X-Request-Id` or made
+//! up, and echoed); JSON-RPC calls need an API key when keys are configured; HEAD answers carry
+//! no content in either protocol; during a drain every HTTP/1 answer closes its connection.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{
-    ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE,
-};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use tracing::Instrument;
 
-use crate::app::App;
+use super::app::App;
+use super::body::{self, Refused};
+use super::{health, request_id};
+use crate::calls::dispatch::handle_body;
 use crate::metrics::{self, CallerLabels, GaugeGuard};
 use crate::openrpc;
-use crate::request_id;
 use crate::rpc::RpcError;
-use crate::rpc::dispatch::handle_body;
 use crate::rpc::response::error_body;
 
 /// Every response body: whole, in memory.
 pub type Body = Full<Bytes>;
 
+/// How a connection was let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Under the connection limit: everything is served.
+    Full,
+    /// Beyond it: probes are answered, anything else is 503.
+    ProbesOnly,
+}
+
 /// Routes one request.
 ///
 /// # Errors
 /// Never: every failure is an HTTP response.
-pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn route(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    admission: Admission,
+) -> Result<Response<Body>, Infallible> {
     // Read only for the debug line below: a clock reading per request is not free.
     let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
     let _in_flight = GaugeGuard::new(&app.metrics.in_flight);
     let id = request_id::from_headers(req.headers());
     // At `debug` every call is logged, in a span naming the request; at the default level the
-    // span is not made (its fields would be formatted on every request) and the problems
-    // logged while serving the request name it through `request_id::with_current`.
+    // span is not made and the problems logged while serving the request name it through
+    // `request_id::with_current` (why: docs/BENCHMARKS.md).
     let span = tracing::debug_span!(
         "request",
         request_id = id.to_str().unwrap_or_default(),
         caller = tracing::field::Empty,
     );
+    let head = req.method() == Method::HEAD;
+    let version = req.version();
     let target =
         started.map(|started| (started, req.method().clone(), req.uri().path().to_owned()));
-    let mut response = request_id::scope(id.clone(), answer(&app, req))
+    let mut response = request_id::scope(id.clone(), answer(&app, req, admission))
         .instrument(span.clone())
         .await;
     if let Some((started, method, path)) = target {
@@ -61,32 +73,40 @@ pub async fn route(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bod
             "request finished"
         );
     }
+    app.metrics.http_response(response.status());
     response.headers_mut().insert(request_id::HEADER, id);
+    if version <= Version::HTTP_11 && (app.is_draining() || admission == Admission::ProbesOnly) {
+        response = closing(response);
+    }
+    if head {
+        *response.body_mut() = Body::default();
+    }
     Ok(response)
 }
 
-async fn answer(app: &App, req: Request<Incoming>) -> Response<Body> {
+async fn answer(app: &App, req: Request<Incoming>, admission: Admission) -> Response<Body> {
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    if admission == Admission::ProbesOnly {
+        return match req.uri().path() {
+            "/healthz" if get => health::live(),
+            "/readyz" if get => health::ready(app).await,
+            _ => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "connection limit reached; retry later\n",
+            ),
+        };
+    }
     match req.uri().path() {
-        "/" if req.method() == Method::POST => match refusal(app, &req) {
+        "/" if req.method() == Method::POST => match refusal(app, &req, true) {
             None => rpc(app, req).await,
             Some(refused) => refused,
         },
         "/" => method_not_allowed("POST"),
-        "/healthz" if get => text(StatusCode::OK, "ok\n"),
-        "/readyz" if get => {
-            if app.sessions.ready().await {
-                text(StatusCode::OK, "ready\n")
-            } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "session store unavailable\n",
-                )
-            }
-        }
+        "/healthz" if get => health::live(),
+        "/readyz" if get => health::ready(app).await,
         "/metrics" if get => {
-            if app.metrics_auth {
-                if let Some(refused) = refusal(app, &req) {
+            if app.settings.auth.metrics_auth {
+                if let Some(refused) = refusal(app, &req, false) {
                     return refused;
                 }
             }
@@ -97,27 +117,31 @@ async fn answer(app: &App, req: Request<Incoming>) -> Response<Body> {
             );
             response
         }
-        "/openrpc.json" if get => json(StatusCode::OK, openrpc::DOCUMENT.as_bytes().to_vec()),
+        "/openrpc.json" if get => json(
+            StatusCode::OK,
+            openrpc::document(&app.settings.expiry).as_bytes().to_vec(),
+        ),
         "/healthz" | "/readyz" | "/metrics" | "/openrpc.json" => method_not_allowed("GET, HEAD"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
 /// `None` lets the request through (no keys configured, or the headers carry a valid one);
-/// otherwise the 401 to answer with.
-fn refusal(app: &App, req: &Request<Incoming>) -> Option<Response<Body>> {
-    let Some(keys) = &app.auth else {
-        return None;
-    };
+/// otherwise the 401 to answer with. `count` says whether it is a caller's request (counted
+/// by caller) rather than a scrape.
+fn refusal(app: &App, req: &Request<Incoming>, count: bool) -> Option<Response<Body>> {
+    let keys = app.settings.auth.api_keys.as_ref()?;
     match keys.authenticate(req.headers()) {
         Some(caller) => {
             tracing::Span::current().record("caller", caller);
-            app.metrics
-                .caller_requests
-                .get_or_create(&CallerLabels {
-                    caller: caller.to_owned(),
-                })
-                .inc();
+            if count {
+                app.metrics
+                    .caller_requests
+                    .get_or_create(&CallerLabels {
+                        caller: caller.to_owned(),
+                    })
+                    .inc();
+            }
             None
         }
         None => {
@@ -143,45 +167,15 @@ fn refusal(app: &App, req: &Request<Incoming>) -> Option<Response<Body>> {
 }
 
 async fn rpc(app: &App, req: Request<Incoming>) -> Response<Body> {
-    let limit = app.limits.max_body_bytes;
-    let too_large = || {
-        let error = RpcError::invalid_request(format!("the body is larger than {limit} bytes"));
-        // The rest of the body is not read, so the connection cannot be reused.
-        closing(json(StatusCode::PAYLOAD_TOO_LARGE, error_body(&error)))
-    };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return too_large();
-    }
-    // A small body has nearly always arrived with the headers: one look without a timer
-    // takes it; only a body still on its way is waited for under the time limit.
-    let mut body = std::pin::pin!(Limited::new(req.into_body(), limit).collect());
-    let collected = match (&mut body).now_or_never() {
-        Some(collected) => Ok(collected),
-        None => tokio::time::timeout(app.limits.body_timeout, body).await,
-    };
-    let bytes = match collected {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
-        Ok(Err(err)) => {
-            tracing::debug!(error = %err, "request body could not be read");
-            return closing(text(
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read\n",
-            ));
+    let bytes = match body::read(app, req).await {
+        Ok(bytes) => bytes,
+        Err(Refused::TooLarge(limit)) => {
+            let error = RpcError::invalid_request(format!("the body is larger than {limit} bytes"));
+            return closing(json(StatusCode::PAYLOAD_TOO_LARGE, error_body(&error)));
         }
-        Err(_) => {
-            return closing(text(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body was not received in time\n",
-            ));
-        }
+        Err(Refused::Other(response)) => return response,
     };
-    match handle_body(&app.sessions, &bytes, app.limits.max_batch).await {
+    match handle_body(&app.sessions, &bytes, app.settings.http.max_batch).await {
         Some(answer) => json(StatusCode::OK, answer),
         None => {
             let mut response = Response::new(Body::default());
@@ -191,7 +185,8 @@ async fn rpc(app: &App, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+/// A JSON response.
+pub fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response
@@ -200,7 +195,8 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response<Body> {
     response
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+/// A plain-text response.
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -218,7 +214,8 @@ fn method_not_allowed(allow: &'static str) -> Response<Body> {
     response
 }
 
-fn closing(mut response: Response<Body>) -> Response<Body> {
+/// The response, closing its (HTTP/1) connection after it.
+pub fn closing(mut response: Response<Body>) -> Response<Body> {
     response
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -1,14 +1,16 @@
-//! The session methods, decoded once from a request's name and params into a typed [`Method`].
-//! Nothing after this point looks at raw JSON again.
+//! The session methods: the one table of their names, and their params decoded once into a
+//! typed [`Method`] (by name or by position). Nothing after this looks at raw JSON again.
 
 use std::borrow::Cow;
+use std::fmt;
 
-use serde::de::{MapAccess, Visitor};
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use crate::rpc::RpcError;
 use crate::rpc::envelope::json_str;
+use crate::session::expiry::ExpiryLimits;
 
 /// `session.open_session`
 pub const OPEN_SESSION: &str = "session.open_session";
@@ -16,23 +18,29 @@ pub const OPEN_SESSION: &str = "session.open_session";
 pub const VERIFY_SESSION_TOKEN: &str = "session.verify_session_token";
 /// `session.close_session`
 pub const CLOSE_SESSION: &str = "session.close_session";
-
 /// `rpc.discover`: the OpenRPC document describing the methods above.
 pub const DISCOVER: &str = "rpc.discover";
 
-/// The session methods the OpenRPC document describes (`rpc.discover` describes them).
-pub const SESSION_METHODS: [&str; 3] = [OPEN_SESSION, VERIFY_SESSION_TOKEN, CLOSE_SESSION];
+/// Every method the service dispatches, with its parameter names in positional order: the
+/// one table the decoder, the metrics and the OpenRPC check read.
+pub const TABLE: &[(&str, &[&str])] = &[
+    (OPEN_SESSION, &["expires_in"]),
+    (VERIFY_SESSION_TOKEN, &["token"]),
+    (CLOSE_SESSION, &["token"]),
+    (DISCOVER, &[]),
+];
 
-/// Every method name the service dispatches.
-pub const ALL: [&str; 4] = [OPEN_SESSION, VERIFY_SESSION_TOKEN, CLOSE_SESSION, DISCOVER];
+/// The session methods the OpenRPC document describes (all but `rpc.discover`).
+pub fn session_methods() -> impl Iterator<Item = &'static str> {
+    TABLE
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| *name != DISCOVER)
+}
 
-/// The bounds an `expires_in` is checked against.
-#[derive(Debug, Clone, Copy)]
-pub struct ExpiryLimits {
-    /// Granted when `expires_in` is absent or null.
-    pub default: u64,
-    /// The largest value accepted.
-    pub max: u64,
+/// The static name of a method the service has (for labels), or `None`.
+pub fn known(name: &str) -> Option<&'static str> {
+    TABLE.iter().map(|(n, _)| *n).find(|n| *n == name)
 }
 
 /// A call with its params checked.
@@ -164,20 +172,45 @@ fn bind<'a, const N: usize>(
     Ok(bound)
 }
 
-/// The members of a params object in order, duplicates kept so they can be refused.
-struct NamedParams<'a>(Vec<(String, &'a RawValue)>);
+/// The members of a params object in order, duplicates kept so they can be refused. Names
+/// without escapes are borrowed from the body.
+struct NamedParams<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+/// A member name, borrowed when it can be.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a param name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(NameVisitor)
+    }
+}
 
 impl<'de> Deserialize<'de> for NamedParams<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct PairsVisitor;
         impl<'de> Visitor<'de> for PairsVisitor {
             type Value = NamedParams<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object of params")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut pairs = Vec::new();
-                while let Some((name, value)) = map.next_entry::<String, &'de RawValue>()? {
+                let mut pairs = Vec::with_capacity(2);
+                while let Some((Name(name), value)) =
+                    map.next_entry::<Name<'de>, &'de RawValue>()?
+                {
                     pairs.push((name, value));
                 }
                 Ok(NamedParams(pairs))
@@ -188,22 +221,17 @@ impl<'de> Deserialize<'de> for NamedParams<'de> {
 }
 
 fn expires_in_param(raw: Option<&RawValue>, limits: &ExpiryLimits) -> Result<u64, RpcError> {
-    let Some(raw) = raw.filter(|r| r.get() != "null") else {
-        return Ok(limits.default);
+    let requested = match raw.map(RawValue::get) {
+        None | Some("null") => None,
+        Some(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            // Too many digits for u64 is out of bounds too.
+            Some(text.parse::<u64>().unwrap_or(u64::MAX))
+        }
+        Some(_) => return Err(RpcError::invalid_params(limits.rule())),
     };
-    let text = raw.get();
-    let value = if text.bytes().all(|b| b.is_ascii_digit()) {
-        text.parse::<u64>().ok()
-    } else {
-        None
-    };
-    match value {
-        Some(seconds) if (1..=limits.max).contains(&seconds) => Ok(seconds),
-        _ => Err(RpcError::invalid_params(format!(
-            "expires_in must be a whole number of seconds from 1 to {}, or null for the default ({})",
-            limits.max, limits.default
-        ))),
-    }
+    limits
+        .grant(requested)
+        .ok_or_else(|| RpcError::invalid_params(limits.rule()))
 }
 
 fn token_param(raw: Option<&RawValue>) -> Result<Cow<'_, str>, RpcError> {
@@ -227,6 +255,7 @@ mod tests {
     const LIMITS: ExpiryLimits = ExpiryLimits {
         default: 2_592_000,
         max: 31_536_000,
+        max_lifetime: None,
     };
 
     fn parse(name: &str, params: Option<&str>) -> Result<Method<'static>, i32> {
