@@ -45,18 +45,33 @@ pub enum Operation {
     exists_batch,
     /// `DEL`
     delete,
-    /// `PING`
+    /// `ROLE` (or `PING`): readiness
     ping,
+    /// `GET` and `TTL` of one session (introspect)
+    read,
+    /// The extend script
+    extend,
+    /// A subject's index updated (after an extend)
+    index,
+    /// A subject's sessions read (list)
+    list,
+    /// A subject's sessions closed (close_sessions)
+    close_subject,
 }
 
 impl Operation {
     /// Every operation, in declaration order (so `EVERY[op as usize] == op`).
-    pub const EVERY: [Self; 5] = [
+    pub const EVERY: [Self; 10] = [
         Self::create,
         Self::exists,
         Self::exists_batch,
         Self::delete,
         Self::ping,
+        Self::read,
+        Self::extend,
+        Self::index,
+        Self::list,
+        Self::close_subject,
     ];
 }
 

@@ -18,7 +18,7 @@ use crate::rpc::RpcError;
 use crate::rpc::envelope::{Entry, Incoming, parse_body};
 use crate::rpc::error::METHOD_NOT_FOUND;
 use crate::rpc::response::{error_body, write};
-use crate::session::Sessions;
+use crate::session::{Owner, Selection, Sessions};
 use crate::store::SessionStore;
 
 /// Answers a request body. `None` means there is nothing to answer (only notifications).
@@ -120,9 +120,41 @@ async fn call<S: SessionStore>(
     method: &Method<'_>,
 ) -> Result<Reply, RpcError> {
     let outcome = match method {
-        Method::OpenSession { expires_in } => sessions.open(*expires_in).await.map(Reply::Opened),
+        Method::OpenSession {
+            expires_in,
+            subject,
+            metadata,
+        } => {
+            let owner = Owner {
+                subject: subject.as_deref().map(str::to_owned),
+                metadata: metadata.clone(),
+            };
+            sessions.open(*expires_in, owner).await.map(Reply::Opened)
+        }
         Method::VerifySessionToken { token } => sessions.verify(token).await.map(Reply::Active),
         Method::CloseSession { token } => sessions.close(token).await.map(|()| Reply::Closed),
+        Method::IntrospectSession { token } => {
+            sessions.introspect(token).await.map(Reply::Introspected)
+        }
+        Method::ExtendSession { token, expires_in } => sessions
+            .extend(token, *expires_in)
+            .await
+            .map(Reply::Extended),
+        Method::ListSessions { subject } => sessions.list(subject).await.map(Reply::Listed),
+        Method::CloseSessions {
+            subject,
+            except_token,
+            session_ids,
+        } => {
+            let selection = Selection {
+                except_token: except_token.as_deref().map(str::to_owned),
+                session_ids: session_ids.clone(),
+            };
+            sessions
+                .close_sessions(subject, selection)
+                .await
+                .map(Reply::ClosedMany)
+        }
         Method::Discover => Ok(Reply::Document(openrpc::document(sessions.limits()))),
     };
     outcome.map_err(|err| to_rpc(&err))

@@ -18,17 +18,36 @@ pub const OPEN_SESSION: &str = "session.open_session";
 pub const VERIFY_SESSION_TOKEN: &str = "session.verify_session_token";
 /// `session.close_session`
 pub const CLOSE_SESSION: &str = "session.close_session";
+/// `session.introspect_session`
+pub const INTROSPECT_SESSION: &str = "session.introspect_session";
+/// `session.extend_session`
+pub const EXTEND_SESSION: &str = "session.extend_session";
+/// `session.list_sessions`
+pub const LIST_SESSIONS: &str = "session.list_sessions";
+/// `session.close_sessions`
+pub const CLOSE_SESSIONS: &str = "session.close_sessions";
 /// `rpc.discover`: the OpenRPC document describing the methods above.
 pub const DISCOVER: &str = "rpc.discover";
 
 /// Every method the service dispatches, with its parameter names in positional order: the
 /// one table the decoder, the metrics and the OpenRPC check read.
 pub const TABLE: &[(&str, &[&str])] = &[
-    (OPEN_SESSION, &["expires_in"]),
+    (OPEN_SESSION, &["expires_in", "subject", "metadata"]),
     (VERIFY_SESSION_TOKEN, &["token"]),
     (CLOSE_SESSION, &["token"]),
+    (INTROSPECT_SESSION, &["token"]),
+    (EXTEND_SESSION, &["token", "expires_in"]),
+    (LIST_SESSIONS, &["subject"]),
+    (CLOSE_SESSIONS, &["subject", "except_token", "session_ids"]),
     (DISCOVER, &[]),
 ];
+
+/// The longest subject accepted, in bytes.
+pub const MAX_SUBJECT_BYTES: usize = 256;
+/// The largest metadata object accepted, in bytes of compact JSON.
+pub const MAX_METADATA_BYTES: usize = 4096;
+/// The most session ids one close_sessions call may name.
+pub const MAX_SESSION_IDS: usize = 1000;
 
 /// The session methods the OpenRPC document describes (all but `rpc.discover`).
 pub fn session_methods() -> impl Iterator<Item = &'static str> {
@@ -50,6 +69,10 @@ pub enum Method<'a> {
     OpenSession {
         /// Seconds the session lasts.
         expires_in: u64,
+        /// Whom it belongs to.
+        subject: Option<Cow<'a, str>>,
+        /// A JSON object, compact.
+        metadata: Option<String>,
     },
     /// Is this token active?
     VerifySessionToken {
@@ -60,6 +83,32 @@ pub enum Method<'a> {
     CloseSession {
         /// The token as given (any string).
         token: Cow<'a, str>,
+    },
+    /// What does this token's session say about itself?
+    IntrospectSession {
+        /// The token as given.
+        token: Cow<'a, str>,
+    },
+    /// Set this token's session's time left.
+    ExtendSession {
+        /// The token as given.
+        token: Cow<'a, str>,
+        /// Seconds (the default already applied).
+        expires_in: u64,
+    },
+    /// This subject's live sessions.
+    ListSessions {
+        /// Whose.
+        subject: Cow<'a, str>,
+    },
+    /// Close this subject's sessions (all, all but one, or the listed ones).
+    CloseSessions {
+        /// Whose.
+        subject: Cow<'a, str>,
+        /// Keep this token's session open.
+        except_token: Option<Cow<'a, str>>,
+        /// Close only these ids.
+        session_ids: Option<Vec<String>>,
     },
     /// Describe the service (OpenRPC).
     Discover,
@@ -78,9 +127,46 @@ impl<'a> Method<'a> {
     ) -> Result<Self, RpcError> {
         match name {
             OPEN_SESSION => {
-                let [expires_in] = bind(name, params, ["expires_in"])?;
+                let [expires_in, subject, metadata] =
+                    bind(name, params, ["expires_in", "subject", "metadata"])?;
                 Ok(Self::OpenSession {
                     expires_in: expires_in_param(expires_in, limits)?,
+                    subject: optional(subject).map(subject_param).transpose()?,
+                    metadata: optional(metadata).map(metadata_param).transpose()?,
+                })
+            }
+            INTROSPECT_SESSION => {
+                let [token] = bind(name, params, ["token"])?;
+                Ok(Self::IntrospectSession {
+                    token: token_param(token)?,
+                })
+            }
+            EXTEND_SESSION => {
+                let [token, expires_in] = bind(name, params, ["token", "expires_in"])?;
+                Ok(Self::ExtendSession {
+                    token: token_param(token)?,
+                    expires_in: expires_in_param(expires_in, limits)?,
+                })
+            }
+            LIST_SESSIONS => {
+                let [subject] = bind(name, params, ["subject"])?;
+                Ok(Self::ListSessions {
+                    subject: required_subject(subject)?,
+                })
+            }
+            CLOSE_SESSIONS => {
+                let [subject, except_token, session_ids] =
+                    bind(name, params, ["subject", "except_token", "session_ids"])?;
+                Ok(Self::CloseSessions {
+                    subject: required_subject(subject)?,
+                    except_token: optional(except_token)
+                        .map(|raw| {
+                            json_str(raw).ok_or_else(|| {
+                                RpcError::invalid_params("except_token must be a string")
+                            })
+                        })
+                        .transpose()?,
+                    session_ids: optional(session_ids).map(session_ids_param).transpose()?,
                 })
             }
             VERIFY_SESSION_TOKEN => {
@@ -103,15 +189,37 @@ impl<'a> Method<'a> {
         }
     }
 
-    /// The same call, owning its token.
+    /// The same call, owning its strings.
     pub fn into_owned(self) -> Method<'static> {
+        let own = |s: Cow<'_, str>| Cow::Owned(s.into_owned());
         match self {
-            Self::OpenSession { expires_in } => Method::OpenSession { expires_in },
-            Self::VerifySessionToken { token } => Method::VerifySessionToken {
-                token: Cow::Owned(token.into_owned()),
+            Self::OpenSession {
+                expires_in,
+                subject,
+                metadata,
+            } => Method::OpenSession {
+                expires_in,
+                subject: subject.map(own),
+                metadata,
             },
-            Self::CloseSession { token } => Method::CloseSession {
-                token: Cow::Owned(token.into_owned()),
+            Self::VerifySessionToken { token } => Method::VerifySessionToken { token: own(token) },
+            Self::CloseSession { token } => Method::CloseSession { token: own(token) },
+            Self::IntrospectSession { token } => Method::IntrospectSession { token: own(token) },
+            Self::ExtendSession { token, expires_in } => Method::ExtendSession {
+                token: own(token),
+                expires_in,
+            },
+            Self::ListSessions { subject } => Method::ListSessions {
+                subject: own(subject),
+            },
+            Self::CloseSessions {
+                subject,
+                except_token,
+                session_ids,
+            } => Method::CloseSessions {
+                subject: own(subject),
+                except_token: except_token.map(own),
+                session_ids,
             },
             Self::Discover => Method::Discover,
         }
@@ -123,6 +231,10 @@ impl<'a> Method<'a> {
             Self::OpenSession { .. } => OPEN_SESSION,
             Self::VerifySessionToken { .. } => VERIFY_SESSION_TOKEN,
             Self::CloseSession { .. } => CLOSE_SESSION,
+            Self::IntrospectSession { .. } => INTROSPECT_SESSION,
+            Self::ExtendSession { .. } => EXTEND_SESSION,
+            Self::ListSessions { .. } => LIST_SESSIONS,
+            Self::CloseSessions { .. } => CLOSE_SESSIONS,
             Self::Discover => DISCOVER,
         }
     }
@@ -234,6 +346,61 @@ fn expires_in_param(raw: Option<&RawValue>, limits: &ExpiryLimits) -> Result<u64
         .ok_or_else(|| RpcError::invalid_params(limits.rule()))
 }
 
+/// An optional param: absent and `null` are the same.
+fn optional(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|r| r.get() != "null")
+}
+
+fn subject_param(raw: &RawValue) -> Result<Cow<'_, str>, RpcError> {
+    json_str(raw)
+        .filter(|s| !s.is_empty() && s.len() <= MAX_SUBJECT_BYTES)
+        .ok_or_else(|| {
+            RpcError::invalid_params(format!(
+                "subject must be a non-empty string of at most {MAX_SUBJECT_BYTES} bytes"
+            ))
+        })
+}
+
+fn required_subject(raw: Option<&RawValue>) -> Result<Cow<'_, str>, RpcError> {
+    match optional(raw) {
+        Some(raw) => subject_param(raw),
+        None => Err(RpcError::invalid_params(
+            "subject is required: the subject sessions were opened with",
+        )),
+    }
+}
+
+fn metadata_param(raw: &RawValue) -> Result<String, RpcError> {
+    let refused = || {
+        RpcError::invalid_params(format!(
+            "metadata must be a JSON object of at most {MAX_METADATA_BYTES} bytes"
+        ))
+    };
+    if !raw.get().starts_with('{') {
+        return Err(refused());
+    }
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw.get()).map_err(|_| refused())?;
+    let compact = serde_json::to_string(&object).map_err(|_| refused())?;
+    if compact.len() > MAX_METADATA_BYTES {
+        return Err(refused());
+    }
+    Ok(compact)
+}
+
+fn session_ids_param(raw: &RawValue) -> Result<Vec<String>, RpcError> {
+    let refused = || {
+        RpcError::invalid_params(format!(
+            "session_ids must be a list of at most {MAX_SESSION_IDS} strings (session ids from session.list_sessions)"
+        ))
+    };
+    let ids: Vec<String> = serde_json::from_str(raw.get()).map_err(|_| refused())?;
+    if ids.len() > MAX_SESSION_IDS {
+        return Err(refused());
+    }
+    Ok(ids)
+}
+
 fn token_param(raw: Option<&RawValue>) -> Result<Cow<'_, str>, RpcError> {
     match raw {
         None => Err(RpcError::invalid_params(
@@ -267,7 +434,13 @@ mod tests {
 
     #[test]
     fn open_session_params() {
-        let open = |e| Ok(Method::OpenSession { expires_in: e });
+        let open = |e| {
+            Ok(Method::OpenSession {
+                expires_in: e,
+                subject: None,
+                metadata: None,
+            })
+        };
         assert_eq!(parse(OPEN_SESSION, None), open(2_592_000));
         assert_eq!(parse(OPEN_SESSION, Some("{}")), open(2_592_000));
         assert_eq!(parse(OPEN_SESSION, Some("[]")), open(2_592_000));
@@ -295,7 +468,7 @@ mod tests {
             r#"{"expires_in":60,"expires_in":60}"#,
             r#"{"expires_in":60,"other":1}"#,
             r#"{"ttl":60}"#,
-            "[60, 1]",
+            "[60, 1, {}, 2]",
         ] {
             assert_eq!(parse(OPEN_SESSION, Some(bad)), Err(INVALID_PARAMS), "{bad}");
         }

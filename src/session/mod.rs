@@ -4,8 +4,9 @@
 
 pub mod error;
 pub mod expiry;
+pub mod record;
 pub mod sessions;
 pub mod token;
 
 pub use self::error::SessionError;
-pub use self::sessions::{Opened, Sessions};
+pub use self::sessions::{Introspection, Opened, Owner, Selection, Sessions};

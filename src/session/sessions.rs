@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use super::error::SessionError;
 use super::expiry::ExpiryLimits;
+use super::record::{self, Record};
 use super::token;
 use crate::metrics::{Metrics, Operation};
-use crate::store::key::SessionKey;
-use crate::store::{SessionStore, StoreError};
+use crate::store::key::{SessionKey, SubjectKey};
+use crate::store::{Closing, IndexEntry, SessionStore, StoreError};
 
 /// How many tokens `open` draws before giving up; a second draw alone is already beyond
 /// astronomically unlikely with 122 random bits.
@@ -28,6 +29,35 @@ pub struct Opened {
     pub access_token: String,
     /// Seconds granted.
     pub expires_in: u64,
+}
+
+/// What a live session says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Introspection {
+    /// The session's id (hex SHA-256 of its token).
+    pub session_id: String,
+    /// Seconds left.
+    pub expires_in: u64,
+    /// Its stored data.
+    pub record: Record,
+}
+
+/// A session's owner and data, given when it is opened.
+#[derive(Debug, Clone, Default)]
+pub struct Owner {
+    /// Whom it belongs to.
+    pub subject: Option<String>,
+    /// A JSON object, compact.
+    pub metadata: Option<String>,
+}
+
+/// Which of a subject's sessions to close.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Keep this token's session.
+    pub except_token: Option<String>,
+    /// Close only these session ids.
+    pub session_ids: Option<Vec<String>>,
 }
 
 /// A batch's verify answers: `Some(active)` per token, `None` for those the failed store call
@@ -74,18 +104,37 @@ impl<S: SessionStore> Sessions<S> {
         &self.store
     }
 
-    /// Opens a session lasting `expires_in` seconds (already checked against the limits).
+    /// Opens a session lasting `expires_in` seconds (already checked against the limits;
+    /// capped by the maximum lifetime), owned by `owner`.
     ///
     /// # Errors
     /// [`SessionError`] when the store fails, or every drawn token collided.
-    pub async fn open(&self, expires_in: u64) -> Result<Opened, SessionError> {
+    pub async fn open(&self, expires_in: u64, owner: Owner) -> Result<Opened, SessionError> {
+        let expires_in = self
+            .limits
+            .max_lifetime
+            .map_or(expires_in, |cap| expires_in.min(cap));
+        let now = record::now();
+        let subject = owner.subject.as_deref().map(SubjectKey::of);
+        let value = Record {
+            issued_at: Some(now),
+            subject: owner.subject,
+            metadata: owner.metadata,
+        }
+        .encode();
         for _ in 0..OPEN_ATTEMPTS {
             let access_token = token::generate();
             let key = SessionKey::of(&access_token);
-            if self
-                .bounded(Operation::create, self.store.create(&key, expires_in))
-                .await?
-            {
+            let index = subject.map(|subject| IndexEntry {
+                subject,
+                session: key,
+                expires_at: now + expires_in,
+                now,
+            });
+            let created = self
+                .store
+                .create_with(&key, expires_in, &value, index.as_ref());
+            if self.bounded(Operation::create, created).await? {
                 return Ok(Opened {
                     access_token,
                     expires_in,
@@ -170,6 +219,106 @@ impl<S: SessionStore> Sessions<S> {
                 .await?;
         }
         Ok(())
+    }
+
+    /// What a live session says about itself, or `None` when `token` names no live session.
+    ///
+    /// # Errors
+    /// [`SessionError`] when the store fails.
+    pub async fn introspect(&self, token: &str) -> Result<Option<Introspection>, SessionError> {
+        let Some(key) = token::key_of(token) else {
+            return Ok(None);
+        };
+        let stored = self.bounded(Operation::read, self.store.read(&key)).await?;
+        Ok(stored.map(|stored| Introspection {
+            session_id: key.id(),
+            expires_in: stored.ttl,
+            record: Record::decode(&stored.value),
+        }))
+    }
+
+    /// Sets a live session's time left to `expires_in` (checked against the limits), never
+    /// past its issue time plus the maximum lifetime; `None` when it is not live (an ended
+    /// session is never revived).
+    ///
+    /// # Errors
+    /// [`SessionError`] when the store fails.
+    pub async fn extend(&self, token: &str, expires_in: u64) -> Result<Option<u64>, SessionError> {
+        let Some(key) = token::key_of(token) else {
+            return Ok(None);
+        };
+        let now = record::now();
+        let extended = self
+            .store
+            .extend(&key, expires_in, self.limits.max_lifetime, now);
+        let Some((granted, value)) = self.bounded(Operation::extend, extended).await? else {
+            return Ok(None);
+        };
+        if let Some(subject) = Record::decode(&value).subject {
+            let entry = IndexEntry {
+                subject: SubjectKey::of(&subject),
+                session: key,
+                expires_at: now + granted,
+                now,
+            };
+            self.bounded(Operation::index, self.store.reindex(&entry))
+                .await?;
+        }
+        Ok(Some(granted))
+    }
+
+    /// A subject's live sessions, newest first.
+    ///
+    /// # Errors
+    /// [`SessionError`] when the store fails.
+    pub async fn list(&self, subject: &str) -> Result<Vec<Introspection>, SessionError> {
+        let index = SubjectKey::of(subject);
+        let listed = self.store.list(&index, record::now());
+        let mut sessions: Vec<Introspection> = self
+            .bounded(Operation::list, listed)
+            .await?
+            .into_iter()
+            .map(|(key, stored)| Introspection {
+                session_id: key.id(),
+                expires_in: stored.ttl,
+                record: Record::decode(&stored.value),
+            })
+            // Only this subject's: the index is keyed by a hash, and the value says whose it is.
+            .filter(|s| s.record.subject.as_deref() == Some(subject))
+            .collect();
+        sessions.sort_by(|a, b| {
+            b.record
+                .issued_at
+                .cmp(&a.record.issued_at)
+                .then_with(|| a.session_id.cmp(&b.session_id))
+        });
+        Ok(sessions)
+    }
+
+    /// Closes a subject's sessions: all, all but one token's, or the listed ids; how many
+    /// live sessions were closed.
+    ///
+    /// # Errors
+    /// [`SessionError`] when the store fails.
+    pub async fn close_sessions(
+        &self,
+        subject: &str,
+        selection: Selection,
+    ) -> Result<u64, SessionError> {
+        let only: Option<Vec<SessionKey>> = selection.session_ids.map(|ids| {
+            ids.iter()
+                .filter_map(|id| SessionKey::from_id(id))
+                .collect()
+        });
+        let closing = Closing {
+            subject: SubjectKey::of(subject),
+            except: selection.except_token.as_deref().and_then(token::key_of),
+            only: only.as_deref(),
+            now: record::now(),
+        };
+        Ok(self
+            .bounded(Operation::close_subject, self.store.close_subject(&closing))
+            .await?)
     }
 
     /// Whether the store answers within the timeout and can take writes.

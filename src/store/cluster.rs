@@ -15,11 +15,12 @@ use std::time::Duration;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
-use redis::{ErrorKind, IntoConnectionInfo, RedisError};
+use redis::{ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError};
 use tokio::time::Instant;
 
-use super::key::SessionKey;
-use super::{SessionStore, StoreError, tcp_settings};
+use super::identity::{self, Exec, Request};
+use super::key::{SessionKey, SubjectKey};
+use super::{Closing, IndexEntry, SessionStore, StoreError, Stored, tcp_settings};
 
 /// How often one call is retried inside the client (after a redirection, a lost connection
 /// or a `CLUSTERDOWN`/`TRYAGAIN`), all within the one timeout of the call.
@@ -115,17 +116,62 @@ impl ClusterStore {
     }
 }
 
+impl Exec for ClusterStore {
+    const ONE_NODE: bool = false;
+
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    async fn run<T: FromRedisValue + Send>(&self, request: Request<'_>) -> Result<T, StoreError> {
+        let mut conn = self.connection().await?;
+        Ok(match request {
+            Request::Cmd(cmd) => cmd.query_async(&mut conn).await?,
+            Request::Pipeline(pipe) => pipe.query_async(&mut conn).await?,
+            Request::Script(script) => script.invoke_async(&mut conn).await?,
+        })
+    }
+}
+
 impl SessionStore for ClusterStore {
-    async fn create(&self, key: &SessionKey, ttl_secs: u64) -> Result<bool, StoreError> {
-        let reply: Option<String> = redis::cmd("SET")
-            .arg(self.key(key))
-            .arg(1)
-            .arg("EX")
-            .arg(ttl_secs)
-            .arg("NX")
-            .query_async(&mut self.connection().await?)
-            .await?;
-        Ok(reply.is_some())
+    async fn create_with(
+        &self,
+        key: &SessionKey,
+        ttl_secs: u64,
+        value: &str,
+        index: Option<&IndexEntry>,
+    ) -> Result<bool, StoreError> {
+        identity::create_with(self, key, ttl_secs, value, index).await
+    }
+
+    async fn read(&self, key: &SessionKey) -> Result<Option<Stored>, StoreError> {
+        identity::read(self, key).await
+    }
+
+    async fn extend(
+        &self,
+        key: &SessionKey,
+        ttl_secs: u64,
+        cap: Option<u64>,
+        now: u64,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        identity::extend(self, key, ttl_secs, cap, now).await
+    }
+
+    async fn reindex(&self, entry: &IndexEntry) -> Result<(), StoreError> {
+        identity::reindex(self, entry).await
+    }
+
+    async fn list(
+        &self,
+        subject: &SubjectKey,
+        now: u64,
+    ) -> Result<Vec<(SessionKey, Stored)>, StoreError> {
+        identity::list(self, subject, now).await
+    }
+
+    async fn close_subject(&self, closing: &Closing<'_>) -> Result<u64, StoreError> {
+        identity::close_subject(self, closing).await
     }
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {

@@ -78,3 +78,47 @@ mod tests {
         );
     }
 }
+
+/// The store's name for a subject's index: the SHA-256 of the subject, so the index key
+/// (`<prefix>subject:<hex>`) holds no personal data in clear.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct SubjectKey(pub SessionKey);
+
+impl SubjectKey {
+    /// Hashes a subject.
+    pub fn of(subject: &str) -> Self {
+        Self(SessionKey::of(subject))
+    }
+
+    /// `<prefix>subject:<hex>`
+    pub fn prefixed(&self, prefix: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(prefix.len() + 8 + 64);
+        key.extend_from_slice(prefix.as_bytes());
+        key.extend_from_slice(b"subject:");
+        key.extend_from_slice(&self.0.hex());
+        key
+    }
+}
+
+impl SessionKey {
+    /// The session's public id: the digest in hex (the key without its prefix).
+    pub fn id(&self) -> String {
+        let mut id = String::with_capacity(64);
+        self.write_hex(&mut id);
+        id
+    }
+
+    /// The key whose id is `id` (64 hex digits, any case), or `None`.
+    pub fn from_id(id: &str) -> Option<Self> {
+        let hex = id.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut digest = [0u8; 32];
+        for (byte, pair) in digest.iter_mut().zip(hex.chunks_exact(2)) {
+            let text = std::str::from_utf8(pair).ok()?;
+            *byte = u8::from_str_radix(text, 16).ok()?;
+        }
+        Some(Self(digest))
+    }
+}

@@ -1,5 +1,6 @@
 //! The in-process store for single-instance development: the same semantics as Redis (create
-//! only if absent, TTL enforced on every read), with expired entries reclaimed by a sweeper.
+//! only if absent, TTL enforced on every read, subject indexes pruned as in Redis), with
+//! expired entries reclaimed by a sweeper. Every operation holds one lock, so each is atomic.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -8,30 +9,51 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::key::SessionKey;
-use super::{SessionStore, StoreError};
+use super::key::{SessionKey, SubjectKey};
+use super::{Closing, IndexEntry, SessionStore, StoreError, Stored};
+use crate::session::record::Record;
 
 /// How often the sweeper looks for expired entries.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// At most this many entries are reclaimed per lock, so that a sweep never stalls callers.
 const SWEEP_CHUNK: usize = 10_000;
 
-/// Sessions in a hash map, with an ordered index of expiry times for the sweeper.
+/// Sessions in a hash map, with an ordered index of expiry times for the sweeper, and the
+/// subject indexes (session → expiry in unix seconds).
 #[derive(Default)]
 struct Entries {
-    expires_at: HashMap<SessionKey, Instant>,
+    sessions: HashMap<SessionKey, (Instant, String)>,
     by_expiry: BTreeSet<(Instant, SessionKey)>,
+    subjects: HashMap<SubjectKey, HashMap<SessionKey, u64>>,
 }
 
 impl Entries {
-    fn live(&self, key: &SessionKey, now: Instant) -> bool {
-        self.expires_at.get(key).is_some_and(|&at| at > now)
+    fn live(&self, key: &SessionKey, now: Instant) -> Option<&(Instant, String)> {
+        self.sessions.get(key).filter(|(at, _)| *at > now)
     }
 
-    fn remove(&mut self, key: &SessionKey) {
-        if let Some(at) = self.expires_at.remove(key) {
-            self.by_expiry.remove(&(at, *key));
+    fn remove(&mut self, key: &SessionKey) -> bool {
+        match self.sessions.remove(key) {
+            Some((at, _)) => {
+                self.by_expiry.remove(&(at, *key));
+                true
+            }
+            None => false,
         }
+    }
+
+    fn set_expiry(&mut self, key: &SessionKey, at: Instant) {
+        if let Some((old, _)) = self.sessions.get_mut(key) {
+            self.by_expiry.remove(&(*old, *key));
+            *old = at;
+            self.by_expiry.insert((at, *key));
+        }
+    }
+
+    fn index(&mut self, entry: &IndexEntry) {
+        let members = self.subjects.entry(entry.subject).or_default();
+        members.retain(|_, expires_at| *expires_at > entry.now);
+        members.insert(entry.session, entry.expires_at);
     }
 
     /// Removes up to `limit` expired entries; returns how many it removed.
@@ -41,7 +63,7 @@ impl Entries {
             match self.by_expiry.first() {
                 Some(&(at, key)) if at <= now => {
                     self.by_expiry.pop_first();
-                    self.expires_at.remove(&key);
+                    self.sessions.remove(&key);
                     removed += 1;
                 }
                 _ => break,
@@ -49,6 +71,11 @@ impl Entries {
         }
         removed
     }
+}
+
+/// Seconds left until `at`, at least 1.
+fn seconds_left(at: Instant, now: Instant) -> u64 {
+    (at - now).as_secs_f64().ceil().max(1.0) as u64
 }
 
 /// In-process session store. Cheap to clone; clones share the same sessions.
@@ -103,21 +130,28 @@ impl MemoryStore {
         store
     }
 
-    /// Reclaims every expired entry now; returns how many were removed.
+    /// Reclaims every expired entry now; returns how many were removed. Empty subject
+    /// indexes go too (as a Redis index expires with its last session).
     pub fn sweep(&self) -> usize {
         let mut total = 0;
         loop {
             let removed = self.lock().reclaim(Instant::now(), SWEEP_CHUNK);
             total += removed;
             if removed < SWEEP_CHUNK {
-                return total;
+                break;
             }
         }
+        let now = crate::session::record::now();
+        self.lock().subjects.retain(|_, members| {
+            members.retain(|_, expires_at| *expires_at > now);
+            !members.is_empty()
+        });
+        total
     }
 
     /// How many entries are held, expired ones not yet reclaimed included.
     pub fn len(&self) -> usize {
-        self.lock().expires_at.len()
+        self.lock().sessions.len()
     }
 
     /// Whether no entry is held.
@@ -136,21 +170,30 @@ impl MemoryStore {
 }
 
 impl SessionStore for MemoryStore {
-    async fn create(&self, key: &SessionKey, ttl_secs: u64) -> Result<bool, StoreError> {
+    async fn create_with(
+        &self,
+        key: &SessionKey,
+        ttl_secs: u64,
+        value: &str,
+        index: Option<&IndexEntry>,
+    ) -> Result<bool, StoreError> {
         let now = Instant::now();
         let mut entries = self.lock();
-        if entries.live(key, now) {
+        if entries.live(key, now).is_some() {
             return Ok(false);
         }
         entries.remove(key);
         let at = now + Duration::from_secs(ttl_secs);
-        entries.expires_at.insert(*key, at);
+        entries.sessions.insert(*key, (at, value.to_owned()));
         entries.by_expiry.insert((at, *key));
+        if let Some(entry) = index {
+            entries.index(entry);
+        }
         Ok(true)
     }
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        Ok(self.lock().live(key, Instant::now()))
+        Ok(self.lock().live(key, Instant::now()).is_some())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
@@ -160,6 +203,113 @@ impl SessionStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn read(&self, key: &SessionKey) -> Result<Option<Stored>, StoreError> {
+        let now = Instant::now();
+        Ok(self.lock().live(key, now).map(|(at, value)| Stored {
+            value: value.clone(),
+            ttl: seconds_left(*at, now),
+        }))
+    }
+
+    async fn extend(
+        &self,
+        key: &SessionKey,
+        ttl_secs: u64,
+        cap: Option<u64>,
+        now_unix: u64,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        let Some((at, value)) = entries.live(key, now).cloned() else {
+            return Ok(None);
+        };
+        let issued_at = Record::decode(&value).issued_at;
+        let granted = match (cap, issued_at) {
+            (Some(cap), Some(issued_at)) => {
+                let limit = (issued_at + cap).saturating_sub(now_unix);
+                if limit == 0 {
+                    return Ok(Some((seconds_left(at, now), value)));
+                }
+                ttl_secs.min(limit)
+            }
+            _ => ttl_secs,
+        };
+        entries.set_expiry(key, now + Duration::from_secs(granted));
+        Ok(Some((granted, value)))
+    }
+
+    async fn reindex(&self, entry: &IndexEntry) -> Result<(), StoreError> {
+        self.lock().index(entry);
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        subject: &SubjectKey,
+        now_unix: u64,
+    ) -> Result<Vec<(SessionKey, Stored)>, StoreError> {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        let members: Vec<SessionKey> = entries
+            .subjects
+            .get(subject)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        for session in members {
+            match entries.live(&session, now) {
+                Some((at, value)) => live.push((
+                    session,
+                    Stored {
+                        value: value.clone(),
+                        ttl: seconds_left(*at, now),
+                    },
+                )),
+                None => dead.push(session),
+            }
+        }
+        if let Some(index) = entries.subjects.get_mut(subject) {
+            index.retain(|session, expires_at| *expires_at > now_unix && !dead.contains(session));
+            if index.is_empty() {
+                entries.subjects.remove(subject);
+            }
+        }
+        Ok(live)
+    }
+
+    async fn close_subject(&self, closing: &Closing<'_>) -> Result<u64, StoreError> {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        let members: Vec<SessionKey> = entries
+            .subjects
+            .get(&closing.subject)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
+        let mut closed = 0;
+        let mut gone = Vec::new();
+        for session in members {
+            let wanted = closing.except != Some(session)
+                && closing.only.is_none_or(|only| only.contains(&session));
+            if !wanted {
+                continue;
+            }
+            if entries.live(&session, now).is_some() {
+                closed += 1;
+            }
+            entries.remove(&session);
+            gone.push(session);
+        }
+        if let Some(index) = entries.subjects.get_mut(&closing.subject) {
+            index
+                .retain(|session, expires_at| *expires_at > closing.now && !gone.contains(session));
+            if index.is_empty() {
+                entries.subjects.remove(&closing.subject);
+            }
+        }
+        Ok(closed)
     }
 }
 

@@ -3,6 +3,7 @@
 //! configuration.
 
 mod cluster;
+mod identity;
 pub mod key;
 mod memory;
 mod redis;
@@ -12,7 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use self::cluster::ClusterStore;
-use self::key::SessionKey;
+use self::key::{SessionKey, SubjectKey};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 pub use self::sentinel::SentinelStore;
@@ -44,15 +45,100 @@ impl StoreError {
     }
 }
 
+/// A session's entry in its subject's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The subject's index.
+    pub subject: SubjectKey,
+    /// The session.
+    pub session: SessionKey,
+    /// When the session expires (unix seconds): the member's score.
+    pub expires_at: u64,
+    /// Now (unix seconds): members scored before it are pruned.
+    pub now: u64,
+}
+
+/// A session as stored: its value (see `session::record`) and the seconds it has left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The stored value.
+    pub value: String,
+    /// Seconds left (at least 1).
+    pub ttl: u64,
+}
+
+/// Which of a subject's sessions `close_subject` closes.
+#[derive(Debug, Clone, Copy)]
+pub struct Closing<'a> {
+    /// The subject's index.
+    pub subject: SubjectKey,
+    /// Keep this one open ("sign out everywhere else").
+    pub except: Option<SessionKey>,
+    /// Close only these ("sign out that device"); `None`: all.
+    pub only: Option<&'a [SessionKey]>,
+    /// Now (unix seconds).
+    pub now: u64,
+}
+
 /// What every backend can do. Keys are already hashed; a backend never sees a token.
 pub trait SessionStore: Send + Sync + 'static {
-    /// Stores `key` with a time-to-live of `ttl_secs` seconds unless it already exists.
-    /// Returns `true` when the key was created, `false` when it was already there.
+    /// Stores `key` with `value` and a time-to-live of `ttl_secs` seconds unless it already
+    /// exists, and adds it to `index` (its subject's) when given. Returns `true` when the key
+    /// was created, `false` when it was already there.
+    fn create_with(
+        &self,
+        key: &SessionKey,
+        ttl_secs: u64,
+        value: &str,
+        index: Option<&IndexEntry>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// [`SessionStore::create_with`] a plain session issued now.
     fn create(
         &self,
         key: &SessionKey,
         ttl_secs: u64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move {
+            let value = crate::session::record::Record::plain().encode();
+            self.create_with(key, ttl_secs, &value, None).await
+        }
+    }
+
+    /// The session's value and seconds left, or `None` when it is not live.
+    fn read(
+        &self,
+        key: &SessionKey,
+    ) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send;
+
+    /// Sets a live session's time-to-live to `ttl_secs`, but never past its `issued_at` plus
+    /// `cap` seconds (`now` in unix seconds), in one atomic step. `None` when it is not live
+    /// (it is never revived); otherwise the seconds granted and the value.
+    fn extend(
+        &self,
+        key: &SessionKey,
+        ttl_secs: u64,
+        cap: Option<u64>,
+        now: u64,
+    ) -> impl Future<Output = Result<Option<(u64, String)>, StoreError>> + Send;
+
+    /// Adds (or re-scores) a session in its subject's index, prunes expired members, and makes
+    /// the index expire with its last session.
+    fn reindex(&self, entry: &IndexEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The live sessions of a subject, each with its value and seconds left; members whose
+    /// session has ended are pruned from the index.
+    fn list(
+        &self,
+        subject: &SubjectKey,
+        now: u64,
+    ) -> impl Future<Output = Result<Vec<(SessionKey, Stored)>, StoreError>> + Send;
+
+    /// Closes a subject's sessions as `closing` says; the number of live sessions closed.
+    fn close_subject(
+        &self,
+        closing: &Closing<'_>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Whether `key` exists and has not expired.
     fn exists(&self, key: &SessionKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -141,12 +227,73 @@ impl Backend {
 // copies at about 5 % of sessiond's CPU per verify); one allocation per call costs those two
 // modes much less than their own work.
 impl SessionStore for Backend {
-    async fn create(&self, key: &SessionKey, ttl_secs: u64) -> Result<bool, StoreError> {
+    async fn create_with(
+        &self,
+        key: &SessionKey,
+        ttl_secs: u64,
+        value: &str,
+        index: Option<&IndexEntry>,
+    ) -> Result<bool, StoreError> {
         match self {
-            Self::Memory(s) => s.create(key, ttl_secs).await,
-            Self::Redis(s) => s.create(key, ttl_secs).await,
-            Self::Cluster(s) => Box::pin(s.create(key, ttl_secs)).await,
-            Self::Sentinel(s) => Box::pin(s.create(key, ttl_secs)).await,
+            Self::Memory(s) => s.create_with(key, ttl_secs, value, index).await,
+            Self::Redis(s) => s.create_with(key, ttl_secs, value, index).await,
+            Self::Cluster(s) => Box::pin(s.create_with(key, ttl_secs, value, index)).await,
+            Self::Sentinel(s) => Box::pin(s.create_with(key, ttl_secs, value, index)).await,
+        }
+    }
+
+    async fn read(&self, key: &SessionKey) -> Result<Option<Stored>, StoreError> {
+        match self {
+            Self::Memory(s) => s.read(key).await,
+            Self::Redis(s) => Box::pin(s.read(key)).await,
+            Self::Cluster(s) => Box::pin(s.read(key)).await,
+            Self::Sentinel(s) => Box::pin(s.read(key)).await,
+        }
+    }
+
+    async fn extend(
+        &self,
+        key: &SessionKey,
+        ttl_secs: u64,
+        cap: Option<u64>,
+        now: u64,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        match self {
+            Self::Memory(s) => s.extend(key, ttl_secs, cap, now).await,
+            Self::Redis(s) => Box::pin(s.extend(key, ttl_secs, cap, now)).await,
+            Self::Cluster(s) => Box::pin(s.extend(key, ttl_secs, cap, now)).await,
+            Self::Sentinel(s) => Box::pin(s.extend(key, ttl_secs, cap, now)).await,
+        }
+    }
+
+    async fn reindex(&self, entry: &IndexEntry) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(s) => s.reindex(entry).await,
+            Self::Redis(s) => Box::pin(s.reindex(entry)).await,
+            Self::Cluster(s) => Box::pin(s.reindex(entry)).await,
+            Self::Sentinel(s) => Box::pin(s.reindex(entry)).await,
+        }
+    }
+
+    async fn list(
+        &self,
+        subject: &SubjectKey,
+        now: u64,
+    ) -> Result<Vec<(SessionKey, Stored)>, StoreError> {
+        match self {
+            Self::Memory(s) => s.list(subject, now).await,
+            Self::Redis(s) => Box::pin(s.list(subject, now)).await,
+            Self::Cluster(s) => Box::pin(s.list(subject, now)).await,
+            Self::Sentinel(s) => Box::pin(s.list(subject, now)).await,
+        }
+    }
+
+    async fn close_subject(&self, closing: &Closing<'_>) -> Result<u64, StoreError> {
+        match self {
+            Self::Memory(s) => s.close_subject(closing).await,
+            Self::Redis(s) => Box::pin(s.close_subject(closing)).await,
+            Self::Cluster(s) => Box::pin(s.close_subject(closing)).await,
+            Self::Sentinel(s) => Box::pin(s.close_subject(closing)).await,
         }
     }
 

@@ -16,8 +16,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, Role};
 use tokio::time::Instant;
 
-use super::key::SessionKey;
-use super::{SessionStore, StoreError, tcp_settings};
+use super::identity::{self, Exec, Request};
+use super::key::{SessionKey, SubjectKey};
+use super::{Closing, IndexEntry, SessionStore, StoreError, Stored, tcp_settings};
 
 /// After a connect fails, calls fail at once for this long instead of connecting again: a
 /// Redis that is down must not turn every call into a connect attempt.
@@ -136,6 +137,7 @@ impl RedisStore {
             let sent = match request {
                 Request::Cmd(cmd) => cmd.query_async(&mut conn).await,
                 Request::Pipeline(pipe) => pipe.query_async(&mut conn).await,
+                Request::Script(script) => script.invoke_async(&mut conn).await,
             };
             match sent {
                 Ok(value) => return Ok(value),
@@ -151,31 +153,65 @@ impl RedisStore {
     }
 }
 
-/// What [`RedisStore::query`] sends.
-#[derive(Clone, Copy)]
-enum Request<'a> {
-    Cmd(&'a redis::Cmd),
-    Pipeline(&'a redis::Pipeline),
-}
-
 /// Whether an error means the connection is unusable (rather than Redis refusing a command).
 fn broken(err: &redis::RedisError) -> bool {
     err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error()
+}
+
+impl Exec for RedisStore {
+    const ONE_NODE: bool = true;
+
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    async fn run<T: FromRedisValue + Send>(&self, request: Request<'_>) -> Result<T, StoreError> {
+        self.query(request).await
+    }
 }
 
 impl SessionStore for RedisStore {
     /// Resent once after a broken connection: if the first `SET` was applied before the
     /// connection broke, the resend finds the key and reports a collision, the caller draws
     /// another token, and the first key, whose token nobody holds, expires.
-    async fn create(&self, key: &SessionKey, ttl_secs: u64) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(key))
-            .arg(1)
-            .arg("EX")
-            .arg(ttl_secs)
-            .arg("NX");
-        let reply: Option<String> = self.query(Request::Cmd(&cmd)).await?;
-        Ok(reply.is_some())
+    async fn create_with(
+        &self,
+        key: &SessionKey,
+        ttl_secs: u64,
+        value: &str,
+        index: Option<&IndexEntry>,
+    ) -> Result<bool, StoreError> {
+        identity::create_with(self, key, ttl_secs, value, index).await
+    }
+
+    async fn read(&self, key: &SessionKey) -> Result<Option<Stored>, StoreError> {
+        identity::read(self, key).await
+    }
+
+    async fn extend(
+        &self,
+        key: &SessionKey,
+        ttl_secs: u64,
+        cap: Option<u64>,
+        now: u64,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        identity::extend(self, key, ttl_secs, cap, now).await
+    }
+
+    async fn reindex(&self, entry: &IndexEntry) -> Result<(), StoreError> {
+        identity::reindex(self, entry).await
+    }
+
+    async fn list(
+        &self,
+        subject: &SubjectKey,
+        now: u64,
+    ) -> Result<Vec<(SessionKey, Stored)>, StoreError> {
+        identity::list(self, subject, now).await
+    }
+
+    async fn close_subject(&self, closing: &Closing<'_>) -> Result<u64, StoreError> {
+        identity::close_subject(self, closing).await
     }
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {

@@ -21,8 +21,9 @@ use redis::{
     IntoConnectionInfo, RedisError, Role, ServerErrorKind, TlsMode,
 };
 
-use super::key::SessionKey;
-use super::{SessionStore, StoreError, tcp_settings};
+use super::identity::{self, Exec, Request};
+use super::key::{SessionKey, SubjectKey};
+use super::{Closing, IndexEntry, SessionStore, StoreError, Stored, tcp_settings};
 
 /// After a discovery fails, calls fail at once for this long instead of asking the sentinels
 /// again: a dead master under load must not turn every call into a round of sentinel queries.
@@ -221,14 +222,20 @@ impl SentinelStore {
     /// its clients' connections, so the first sign of a failover is often a broken pipe.)
     async fn query<T: FromRedisValue>(
         &self,
-        cmd: &redis::Cmd,
+        request: Request<'_>,
         check: fn(&T) -> Result<(), RedisError>,
     ) -> Result<T, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let master = self.master().await?;
-            let err = match cmd.query_async(&mut master.conn.clone()).await {
+            let mut conn = master.conn.clone();
+            let sent = match request {
+                Request::Cmd(cmd) => cmd.query_async(&mut conn).await,
+                Request::Pipeline(pipe) => pipe.query_async(&mut conn).await,
+                Request::Script(script) => script.invoke_async(&mut conn).await,
+            };
+            let err = match sent {
                 Ok(value) => match check(&value) {
                     Ok(()) => return Ok(value),
                     Err(err) => err,
@@ -247,39 +254,82 @@ impl SentinelStore {
     }
 }
 
+impl Exec for SentinelStore {
+    const ONE_NODE: bool = true;
+
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    async fn run<T: FromRedisValue + Send>(&self, request: Request<'_>) -> Result<T, StoreError> {
+        self.query(request, accept).await
+    }
+}
+
 impl SessionStore for SentinelStore {
     /// Resent after a broken connection like every command. If the first `SET` was applied
     /// before the connection broke, the resend finds the key and reports a collision: the
     /// caller then draws another token, and the first key, whose token nobody holds, expires.
-    async fn create(&self, key: &SessionKey, ttl_secs: u64) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(key))
-            .arg(1)
-            .arg("EX")
-            .arg(ttl_secs)
-            .arg("NX");
-        let reply: Option<String> = self.query(&cmd, accept).await?;
-        Ok(reply.is_some())
+    async fn create_with(
+        &self,
+        key: &SessionKey,
+        ttl_secs: u64,
+        value: &str,
+        index: Option<&IndexEntry>,
+    ) -> Result<bool, StoreError> {
+        identity::create_with(self, key, ttl_secs, value, index).await
+    }
+
+    async fn read(&self, key: &SessionKey) -> Result<Option<Stored>, StoreError> {
+        identity::read(self, key).await
+    }
+
+    async fn extend(
+        &self,
+        key: &SessionKey,
+        ttl_secs: u64,
+        cap: Option<u64>,
+        now: u64,
+    ) -> Result<Option<(u64, String)>, StoreError> {
+        identity::extend(self, key, ttl_secs, cap, now).await
+    }
+
+    async fn reindex(&self, entry: &IndexEntry) -> Result<(), StoreError> {
+        identity::reindex(self, entry).await
+    }
+
+    async fn list(
+        &self,
+        subject: &SubjectKey,
+        now: u64,
+    ) -> Result<Vec<(SessionKey, Stored)>, StoreError> {
+        identity::list(self, subject, now).await
+    }
+
+    async fn close_subject(&self, closing: &Closing<'_>) -> Result<u64, StoreError> {
+        identity::close_subject(self, closing).await
     }
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(self.key(key));
-        let count: u64 = self.query(&cmd, accept).await?;
+        let count: u64 = self.query(Request::Cmd(&cmd), accept).await?;
         Ok(count > 0)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.key(key));
-        let _: u64 = self.query(&cmd, accept).await?;
+        let _: u64 = self.query(Request::Cmd(&cmd), accept).await?;
         Ok(())
     }
 
     /// `ROLE` rather than `PING`: a master demoted while its connection stayed open answers
     /// `PING` but not writes, so readiness checks the role and rediscovers when it changed.
     async fn ping(&self) -> Result<(), StoreError> {
-        let _: Role = self.query(&redis::cmd("ROLE"), still_master).await?;
+        let _: Role = self
+            .query(Request::Cmd(&redis::cmd("ROLE")), still_master)
+            .await?;
         Ok(())
     }
 
