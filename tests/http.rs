@@ -207,7 +207,7 @@ async fn h2c_with_prior_knowledge() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_maximum_are_closed_and_the_rest_served() {
+async fn connections_beyond_the_maximum_answer_only_probes_and_the_rest_are_served() {
     let app = spawn_app(&[("SESSIOND_MAX_CONNECTIONS", "2")]).await;
     let keep_alive = format!(
         "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{VERIFY}",
@@ -225,10 +225,21 @@ async fn connections_beyond_the_maximum_are_closed_and_the_rest_served() {
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
         held.push(stream);
     }
+    // Beyond the limit a connection is let in for probes only: a call is refused with 503
+    // and the connection closed; the liveness probe still gets its answer.
     let answer = raw_exchange(&app, keep_alive.as_bytes(), Duration::from_secs(5));
     assert!(
-        answer.is_empty(),
-        "the third connection is closed unanswered: {answer}"
+        answer.starts_with("HTTP/1.1 503") && answer.contains("connection: close"),
+        "a call beyond the limit is refused: {answer}"
+    );
+    let probe = raw_exchange(
+        &app,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(
+        probe.starts_with("HTTP/1.1 200"),
+        "the liveness probe gets in: {probe}"
     );
     // The held connections still work.
     for stream in &mut held {

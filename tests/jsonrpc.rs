@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::requests::{open_as, quoted, verify_as};
 use common::spawn_redis_app;
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -48,31 +49,31 @@ async fn every_case_gets_its_documented_answer() {
         ("params null", r#"{"jsonrpc":"2.0","method":"session.open_session","params":null,"id":2}"#.into(), Expect::Error(-32600, "2")),
         ("id an object", r#"{"jsonrpc":"2.0","method":"session.open_session","id":{}}"#.into(), Expect::Error(-32600, "null")),
         ("id a boolean", r#"{"jsonrpc":"2.0","method":"session.open_session","id":true}"#.into(), Expect::Error(-32600, "null")),
-        ("duplicate id", r#"{"jsonrpc":"2.0","method":"session.open_session","id":1,"id":2}"#.into(), Expect::Error(-32600, "null")),
+        ("duplicate id, answered under the first", r#"{"jsonrpc":"2.0","method":"session.open_session","id":1,"id":2}"#.into(), Expect::Error(-32600, "1")),
         ("invalid request without id is still answered", r#"{"jsonrpc":"2.0","method":1}"#.into(), Expect::Error(-32600, "null")),
         // -32601
         ("unknown method", r#"{"jsonrpc":"2.0","method":"session.nope","id":3}"#.into(), Expect::Error(-32601, "3")),
         ("method in other case", r#"{"jsonrpc":"2.0","method":"Session.Open_Session","id":3}"#.into(), Expect::Error(-32601, "3")),
         // -32602
-        ("expires_in zero", open_with("0"), Expect::Error(-32602, "4")),
-        ("expires_in negative", open_with("-5"), Expect::Error(-32602, "4")),
-        ("expires_in fractional", open_with("1.5"), Expect::Error(-32602, "4")),
-        ("expires_in a string", open_with(r#""60""#), Expect::Error(-32602, "4")),
-        ("expires_in a boolean", open_with("true"), Expect::Error(-32602, "4")),
-        ("expires_in above the maximum", open_with("31536001"), Expect::Error(-32602, "4")),
-        ("expires_in beyond u64", open_with("184467440737095516160"), Expect::Error(-32602, "4")),
+        ("expires_in zero", open_as("0", "4"), Expect::Error(-32602, "4")),
+        ("expires_in negative", open_as("-5", "4"), Expect::Error(-32602, "4")),
+        ("expires_in fractional", open_as("1.5", "4"), Expect::Error(-32602, "4")),
+        ("expires_in a string", open_as(r#""60""#, "4"), Expect::Error(-32602, "4")),
+        ("expires_in a boolean", open_as("true", "4"), Expect::Error(-32602, "4")),
+        ("expires_in above the maximum", open_as("31536001", "4"), Expect::Error(-32602, "4")),
+        ("expires_in beyond u64", open_as("184467440737095516160", "4"), Expect::Error(-32602, "4")),
         ("unknown named param", r#"{"jsonrpc":"2.0","method":"session.open_session","params":{"ttl":5},"id":4}"#.into(), Expect::Error(-32602, "4")),
         ("too many positional params", r#"{"jsonrpc":"2.0","method":"session.open_session","params":[5,6],"id":4}"#.into(), Expect::Error(-32602, "4")),
         ("token missing", r#"{"jsonrpc":"2.0","method":"session.verify_session_token","params":{},"id":4}"#.into(), Expect::Error(-32602, "4")),
         ("token not a string", r#"{"jsonrpc":"2.0","method":"session.close_session","params":{"token":12},"id":4}"#.into(), Expect::Error(-32602, "4")),
         ("token null", r#"{"jsonrpc":"2.0","method":"session.close_session","params":[null],"id":4}"#.into(), Expect::Error(-32602, "4")),
         // Results, and ids echoed as sent.
-        ("string id", verify_with_id(r#""abc""#), active_false(r#""abc""#)),
-        ("integer id", verify_with_id("42"), active_false("42")),
-        ("negative id", verify_with_id("-7"), active_false("-7")),
-        ("fractional id", verify_with_id("1.50"), Expect::Error(0, "1.50")),
-        ("huge id", verify_with_id("123456789012345678901234567890"), Expect::Error(0, "123456789012345678901234567890")),
-        ("null id", verify_with_id("null"), active_false("null")),
+        ("string id", verify_as(&quoted(NEVER_ISSUED), r#""abc""#), active_false(r#""abc""#)),
+        ("integer id", verify_as(&quoted(NEVER_ISSUED), "42"), active_false("42")),
+        ("negative id", verify_as(&quoted(NEVER_ISSUED), "-7"), active_false("-7")),
+        ("fractional id", verify_as(&quoted(NEVER_ISSUED), "1.50"), Expect::Error(0, "1.50")),
+        ("huge id", verify_as(&quoted(NEVER_ISSUED), "123456789012345678901234567890"), Expect::Error(0, "123456789012345678901234567890")),
+        ("null id", verify_as(&quoted(NEVER_ISSUED), "null"), active_false("null")),
         ("malformed token is inactive", r#"{"jsonrpc":"2.0","method":"session.verify_session_token","params":{"token":"not-a-token"},"id":1}"#.into(), active_false("1")),
         ("close of a never-issued token", format!(r#"{{"jsonrpc":"2.0","method":"session.close_session","params":["{NEVER_ISSUED}"],"id":1}}"#), Expect::Json(json!({"jsonrpc":"2.0","result":true,"id":1}))),
         // Notifications and batches.
@@ -104,18 +105,6 @@ async fn every_case_gets_its_documented_answer() {
     // After all of that, the service still works.
     let token = app.open(Some(60)).await;
     assert!(app.verify(&token).await);
-}
-
-fn open_with(expires_in: &str) -> String {
-    format!(
-        r#"{{"jsonrpc":"2.0","method":"session.open_session","params":{{"expires_in":{expires_in}}},"id":4}}"#
-    )
-}
-
-fn verify_with_id(id: &str) -> String {
-    format!(
-        r#"{{"jsonrpc":"2.0","method":"session.verify_session_token","params":{{"token":"{NEVER_ISSUED}"}},"id":{id}}}"#
-    )
 }
 
 fn active_false(id: &'static str) -> Expect {
