@@ -98,6 +98,22 @@ pub struct StatusLabels {
     pub code: u16,
 }
 
+/// Labels naming an endpoint.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointName {
+    /// As in [`EndpointLabels::endpoint`].
+    pub endpoint: &'static str,
+}
+
+/// Labels of a request to `/auth` or `/oauth2/*`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    /// `auth`, `oauth2_introspect` or `oauth2_revoke`.
+    pub endpoint: &'static str,
+    /// What was answered, e.g. `allowed`, `no_token`, `inactive`, `invalid_client`.
+    pub outcome: &'static str,
+}
+
 /// Labels naming a caller (the API key's name; counted only when keys are configured).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallerLabels {
@@ -139,6 +155,10 @@ pub struct Metrics {
     pub unauthorized: Counter,
     /// `sessiond_http_responses_total{code}`
     pub http_responses: Family<StatusLabels, Counter>,
+    /// `sessiond_endpoint_requests_total{endpoint,outcome}`
+    pub endpoint_requests: Family<EndpointLabels, Counter>,
+    /// `sessiond_endpoint_request_duration_seconds{endpoint}`
+    pub endpoint_duration: Family<EndpointName, Histogram, fn() -> Histogram>,
     /// Handles to the series every call touches, looked up once at start-up.
     hot: Hot,
 }
@@ -220,6 +240,8 @@ impl Metrics {
             caller_requests: Family::default(),
             unauthorized: Counter::default(),
             http_responses,
+            endpoint_requests: Family::default(),
+            endpoint_duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             registry: Registry::default(),
         };
         registry.register(
@@ -296,6 +318,17 @@ impl Metrics {
             "HTTP responses by status code (every path, refusals such as 404, 405, 408, 413 included)",
             metrics.http_responses.clone(),
         );
+        registry.register(
+            "endpoint_requests",
+            "Requests to /auth and /oauth2/*, by endpoint and outcome",
+            metrics.endpoint_requests.clone(),
+        );
+        registry.register_with_unit(
+            "endpoint_request_duration",
+            "Time to answer one request to /auth or /oauth2/*, by endpoint",
+            Unit::Seconds,
+            metrics.endpoint_duration.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -348,6 +381,16 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Records one answered request to `/auth` or `/oauth2/*`.
+    pub fn endpoint(&self, endpoint: &'static str, outcome: &'static str, took: Duration) {
+        self.endpoint_requests
+            .get_or_create(&EndpointLabels { endpoint, outcome })
+            .inc();
+        self.endpoint_duration
+            .get_or_create(&EndpointName { endpoint })
+            .observe(took.as_secs_f64());
     }
 
     /// Records one answered call.

@@ -90,6 +90,8 @@ pub struct HttpSettings {
     pub h2_max_streams: u32,
     /// The cookie `/auth` reads a token from when there is no Bearer header.
     pub auth_cookie: Option<String>,
+    /// Seconds a gateway may cache a 200 from `/auth` (0: `no-store`).
+    pub auth_cache_max_age: u64,
 }
 
 /// Where sessions live and how each store call is bounded.
@@ -381,7 +383,32 @@ fn http_settings(raw: &Sources) -> Result<HttpSettings, ConfigError> {
             ceiling::H2_STREAMS,
         )?)
         .unwrap_or(16),
-        auth_cookie: get("auth_cookie").map(|c| c.text.trim().to_owned()),
+        auth_cookie: get("auth_cookie")
+            .map(|raw| {
+                let name = raw.text.trim();
+                // RFC 6265: a cookie name is an RFC 7230 token.
+                let token = name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                if token {
+                    Ok(name.to_owned())
+                } else {
+                    Err(parse::invalid(
+                        "SESSIOND_AUTH_COOKIE",
+                        raw,
+                        format!(
+                            "{name:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)"
+                        ),
+                    ))
+                }
+            })
+            .transpose()?,
+        auth_cache_max_age: parse::number(
+            "SESSIOND_AUTH_CACHE_MAX_AGE",
+            get("auth_cache_max_age"),
+            0,
+            (0, ceiling::SECONDS),
+        )?,
     })
 }
 

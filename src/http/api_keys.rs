@@ -91,11 +91,50 @@ impl ApiKeys {
             }
             return found;
         }
-        let name = headers.get("apikey")?.as_bytes();
-        let secret = headers.get("secret")?.as_bytes();
         // The same work whether or not the name exists: hash the secret, compare it with
         // every key's digest, and keep the match only if it is the named key. The time taken
         // tells nothing about which names exist.
+        self.authenticate_pair(headers)
+    }
+}
+
+impl ApiKeys {
+    /// Who is calling by the `APIKey` and `Secret` pair alone (the gateway endpoint, where
+    /// `Authorization` carries the user's token).
+    pub fn authenticate_pair(&self, headers: &HeaderMap) -> Option<&str> {
+        let name = headers.get("apikey")?.as_bytes();
+        let secret = headers.get("secret")?.as_bytes();
+        self.find(name, secret)
+    }
+
+    /// Who is calling an OAuth2 endpoint: HTTP Basic with the key's name and secret, each
+    /// form-urlencoded first (`client_secret_basic`, RFC 6749 §2.3.1), or `Bearer <secret>`.
+    pub fn authenticate_client(&self, headers: &HeaderMap) -> Option<&str> {
+        let value = headers.get(AUTHORIZATION)?.as_bytes();
+        let (scheme, rest) = value.split_at_checked(6)?;
+        if !scheme.eq_ignore_ascii_case(b"basic ") {
+            return self
+                .authenticate(headers)
+                .filter(|_| bearer(headers).is_some());
+        }
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim_ascii())
+            .ok()?;
+        let colon = decoded.iter().position(|&b| b == b':')?;
+        let unescape = |part: &[u8]| -> Vec<u8> {
+            form_urlencoded::parse(&[b"x=", part].concat())
+                .next()
+                .map(|(_, v)| v.into_owned().into_bytes())
+                .unwrap_or_default()
+        };
+        let name = unescape(&decoded[..colon]);
+        let secret = unescape(&decoded[colon + 1..]);
+        self.find(&name, &secret)
+    }
+
+    /// The key named `name` whose secret is `secret`, looking at every key whatever the name.
+    fn find(&self, name: &[u8], secret: &[u8]) -> Option<&str> {
         let digest: [u8; 32] = Sha256::digest(secret).into();
         let mut found = None;
         for key in &self.keys {

@@ -8,6 +8,8 @@
 //! - [`shutdown`]: the signals, and the drain that makes a rollout lossless.
 //! - [`routes`]: paths to handlers; [`body`]: reading a body under size and time limits.
 //! - [`health`]: `/healthz`, `/readyz`, and the `sessiond healthcheck` probe.
+//! - [`gateway`]: `/auth`, the check gateways ask; [`oauth2`]: `/oauth2/introspect` and
+//!   `/oauth2/revoke` (RFC 7662, RFC 7009).
 //! - [`api_keys`]: caller authentication; [`request_id`]: the id of each request.
 //! - [`app`]: what a request needs.
 
@@ -15,7 +17,9 @@ pub mod api_keys;
 pub mod app;
 pub mod body;
 pub mod connection;
+pub mod gateway;
 pub mod health;
+pub mod oauth2;
 pub mod request_id;
 pub mod routes;
 pub mod server;

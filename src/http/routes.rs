@@ -1,5 +1,5 @@
-//! The HTTP surface: `POST /` (JSON-RPC), `GET /healthz`, `GET /readyz`, `GET /metrics`,
-//! `GET /openrpc.json`. Each request gets its request id (taken from `X-Request-Id` or made
+//! The HTTP surface: `POST /` (JSON-RPC), `/auth` (gateways), `POST /oauth2/introspect` and
+//! `POST /oauth2/revoke`, `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /openrpc.json`. Each request gets its request id (taken from `X-Request-Id` or made
 //! up, and echoed); JSON-RPC calls need an API key when keys are configured; HEAD answers carry
 //! no content in either protocol; during a drain every HTTP/1 answer closes its connection.
 
@@ -16,7 +16,8 @@ use tracing::Instrument;
 
 use super::app::App;
 use super::body::{self, Refused};
-use super::{health, request_id};
+use super::oauth2::{self, Endpoint};
+use super::{gateway, health, request_id};
 use crate::calls::dispatch::handle_body;
 use crate::metrics::{self, CallerLabels, GaugeGuard};
 use crate::openrpc;
@@ -117,6 +118,10 @@ async fn answer(app: &App, req: Request<Incoming>, admission: Admission) -> Resp
             );
             response
         }
+        "/auth" => gateway::check(app, &req).await,
+        path if path.starts_with("/auth/") => gateway::check(app, &req).await,
+        "/oauth2/introspect" => oauth2::answer(app, Endpoint::Introspect, req).await,
+        "/oauth2/revoke" => oauth2::answer(app, Endpoint::Revoke, req).await,
         "/openrpc.json" if get => json(
             StatusCode::OK,
             openrpc::document(&app.settings.expiry).as_bytes().to_vec(),
@@ -206,7 +211,8 @@ pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     response
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<Body> {
+/// 405 with the methods allowed.
+pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     response
         .headers_mut()
