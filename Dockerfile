@@ -67,6 +67,9 @@ EXPOSE 8080
 # No shell or curl in this image: the binary probes its own /healthz and exits 0 or 1.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["/usr/local/bin/sessiond", "healthcheck"]
-# Exec form: sessiond is PID 1 and receives SIGTERM itself (graceful drain, then exit 0).
+# Exec form: sessiond is PID 1 and receives SIGTERM itself: /readyz 503, the listener closed,
+# idle connections drained for SESSIOND_DRAIN_MS, exit 0 (docs/DEPLOY.md, "Rollouts without
+# lost calls"). `docker stop` waits 10 s by default before SIGKILL: give it --time (compose:
+# stop_grace_period) above SESSIOND_SHUTDOWN_TIMEOUT_MS.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/sessiond"]

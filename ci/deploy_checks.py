@@ -6,6 +6,10 @@ the files disagree:
 
   env        .env.example <-> docker-compose.yml <-> the variables the Rust sources read
   ports      the Dockerfile's EXPOSE <-> compose, nginx.conf, the Helm chart
+  nginx      deploy/nginx.conf keeps the production shape (an upstream with a zone, a `resolve`
+             server, keep-alive connections closed before sessiond's drain ends, HTTP/1.1
+             without "Connection: close") and compose runs an nginx that knows `resolve`;
+             with OUT and the local nginx's version, writes the file for `nginx -t` there
   build      the Dockerfile's cargo build <-> the release build .ci/run runs and tests
   dockerfile runtime conventions: non-root numeric USER, exec-form ENTRYPOINT, HEALTHCHECK
   helm-env   every SESSIOND_* the rendered chart sets is a real setting, and every setting
@@ -37,6 +41,7 @@ Needs PyYAML (present in the check virtualenv, which checkov depends on).
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 import sys
@@ -73,6 +78,9 @@ EXPORTED_METRICS = {
     "sessiond_http_connections_refused_total": "counter",
     "sessiond_unauthorized_requests_total": "counter",
     "sessiond_caller_requests_total": "counter",
+    "sessiond_http_responses_total": "counter",
+    "sessiond_endpoint_requests_total": "counter",
+    "sessiond_endpoint_request_duration_seconds": "histogram",
 }
 PROMETHEUS_SERIES = {"up"}
 ALERTS_FILE = "deploy/prometheus/sessiond-alerts.yaml"
@@ -87,7 +95,8 @@ DASHBOARD_PANELS = [
     "Batch size", "Batch requests / s",
     "Store up by pod", "Store operation latency (p99)", "Store operations / s", "Store errors / s",
     "Requests in flight", "Open connections", "Refused connections / s",
-    "Unauthorized requests / s", "Requests by caller",
+    "Unauthorized requests / s", "Requests by caller", "Responses by status",
+    "Gateway and OAuth 2.0 requests / s", "Gateway and OAuth 2.0 latency (p99)",
 ]
 MONITORING_API = "monitoring.coreos.com/v1"
 # Custom resources the chart can render (all opt-in), which kubernetes-validate has no schema
@@ -179,6 +188,15 @@ def src_variables() -> set[str]:
         text = f.read_text()
         every.update(re.findall(r"\bSESSIOND_[A-Z0-9_]*[A-Z0-9]\b", text))
         build_time.update(re.findall(r"\b(?:option_)?env!\(\s*\"(SESSIOND_[A-Z0-9_]+)\"", text))
+    # Every setting's name is in config::KEYS (the variable: SESSIOND_ and the key upper-cased),
+    # whether or not its name is spelled out elsewhere yet.
+    config = ROOT / "src/config/mod.rs"
+    if config.exists():
+        m = re.search(r"pub const KEYS: &\[&str\] = &\[(.*?)\];", config.read_text(), re.S)
+        if not m:
+            fail("src/config/mod.rs: no `pub const KEYS: &[&str] = &[...]` to read the settings from")
+        else:
+            every.update("SESSIOND_" + k.upper() for k in re.findall(r'"([a-z0-9_]+)"', m.group(1)))
     return {n for n, c in every.items() if c > build_time[n] and not SERVICE_LINK.match(n)}
 
 
@@ -275,6 +293,88 @@ def check_ports() -> None:
     if values.get("containerPort") != port:
         fail(f"helm values containerPort is {values.get('containerPort')}, expected {port}")
     done(f"port {port}: Dockerfile EXPOSE, compose SESSIOND_LISTEN and nginx, nginx.conf, Helm containerPort")
+
+
+# The first open-source nginx with `resolve` on an upstream server.
+NGINX_RESOLVE = (1, 27, 3)
+# The line a local nginx without `resolve` tests in its place (the name "sessiond" does not
+# resolve here, and nginx resolves a plain server name when it loads the file).
+NGINX_STAND_IN = "server 127.0.0.1:{port};"
+
+
+def nginx_version(text: str) -> tuple[float, ...]:
+    """(major, minor, patch) in a version or `nginx -v` text; an image tag without a patch
+    number ("1.28") runs the latest patch of its line."""
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        return (0,)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3)) if m.group(3) else math.inf)
+
+
+def check_nginx(out: str | None, local_version: str | None) -> None:
+    conf = (ROOT / "deploy/nginx.conf").read_text()
+    code = "\n".join(line.split("#", 1)[0] for line in conf.splitlines())
+    port = (exposed_ports() or [8080])[0]
+    up = re.search(r"^\s*upstream\s+sessiond\s*\{(.*?)\}", code, re.M | re.S)
+    if not up:
+        fail("deploy/nginx.conf: no `upstream sessiond { ... }` block (without one nginx keeps no "
+             "keep-alive connections and opens one per request)")
+        done("")
+    body = up.group(1)
+    if not re.search(r"^\s*zone\s+\S+\s+\d+[kKmM]?\s*;", body, re.M):
+        fail("deploy/nginx.conf: upstream sessiond has no `zone` (`resolve` needs the shared memory)")
+    servers = re.findall(r"^\s*server\s+([^;]*);", body, re.M)
+    if servers != [f"sessiond:{port} resolve"]:
+        fail(f"deploy/nginx.conf: upstream sessiond servers {servers}, expected exactly "
+             f"['sessiond:{port} resolve'] (every replica, re-resolved as compose scales)")
+    if not re.search(r"^\s*resolver\s+\S+", code, re.M):
+        fail("deploy/nginx.conf: no `resolver`: `resolve` needs one")
+    keepalive = re.search(r"^\s*keepalive\s+(\d+)\s*;", body, re.M)
+    if not keepalive or int(keepalive.group(1)) < 1:
+        fail("deploy/nginx.conf: upstream sessiond has no `keepalive N` (idle connections to reuse)")
+    # nginx must close an idle upstream connection before sessiond does: before the end of
+    # sessiond's drain (its default: half the shutdown timeout, at most 5 s) and its idle limit.
+    env = env_example()
+    shutdown = int(env.get("SESSIOND_SHUTDOWN_TIMEOUT_MS") or 10000)
+    drain = int(env.get("SESSIOND_DRAIN_MS") or min(5000, shutdown // 2))
+    idle = int(env.get("SESSIOND_HEADER_TIMEOUT_MS") or 10000)
+    kt = re.search(r"^\s*keepalive_timeout\s+(\d+)(ms|s|m)?\s*;", body, re.M)
+    kt_ms = int(kt.group(1)) * {"ms": 1, "s": 1000, "m": 60000}[kt.group(2) or "s"] if kt else 60000
+    if kt_ms >= min(drain, idle):
+        fail(f"deploy/nginx.conf: upstream keepalive_timeout is {kt_ms} ms (nginx's default 60 s when unset); "
+             f"it must be shorter than sessiond's drain ({drain} ms) and idle limit ({idle} ms), or nginx "
+             f"sends requests on connections sessiond is closing")
+    loc = re.search(r"location\s+/\s*\{(.*?)\}", code, re.S)
+    loc = loc.group(1) if loc else ""
+    for want, why in [
+        (r"proxy_pass\s+http://sessiond\s*;", "proxy_pass http://sessiond; (the upstream, not a variable)"),
+        (r"proxy_http_version\s+1\.1\s*;", "proxy_http_version 1.1; (keep-alive needs HTTP/1.1)"),
+        (r'proxy_set_header\s+Connection\s+""\s*;', 'proxy_set_header Connection ""; (or the client\'s "close" reaches sessiond)'),
+    ]:
+        if not re.search(want, loc):
+            fail(f"deploy/nginx.conf: location / lacks {why}")
+    image = str(compose()["services"].get("nginx", {}).get("image", ""))
+    m = re.fullmatch(r"nginx:(\d+\.\d+(?:\.\d+)?)(-\S+)?(@sha256:[0-9a-f]{64})?", image)
+    if not m:
+        fail(f"docker-compose.yml: nginx image {image!r} is not nginx:<version>[-variant]")
+    elif nginx_version(m.group(1)) < NGINX_RESOLVE:
+        fail(f"docker-compose.yml: nginx {m.group(1)} does not know `resolve` on an upstream server "
+             f"(nginx >= {'.'.join(map(str, NGINX_RESOLVE))})")
+    summary = (f"upstream sessiond: zone, server sessiond:{port} resolve, keepalive "
+               f"{keepalive.group(1) if keepalive else '?'}, keepalive_timeout {kt_ms} ms < drain {drain} ms; "
+               f"compose runs {image}")
+    if out:
+        rendered = conf
+        local_version = ".".join(str(x) for x in nginx_version(local_version or "") if x != math.inf)
+        if nginx_version(local_version) < NGINX_RESOLVE:
+            line = f"server sessiond:{port} resolve;"
+            if conf.count(line) != 1:
+                fail(f"deploy/nginx.conf: expected exactly one {line!r} to stand in for")
+            rendered = conf.replace(line, NGINX_STAND_IN.format(port=port), 1)
+            summary += (f"; the local nginx {local_version} predates `resolve`: "
+                        f"{out} tests {NGINX_STAND_IN.format(port=port)!r} in its place")
+        Path(out).write_text(rendered)
+    done(summary)
 
 
 def check_build() -> None:
@@ -917,6 +1017,7 @@ if __name__ == "__main__":
     {
         "env": check_env,
         "ports": check_ports,
+        "nginx": lambda: check_nginx(args[0] if args else None, args[1] if len(args) > 1 else None),
         "build": check_build,
         "dockerfile": check_dockerfile,
         "helm-env": lambda: check_helm_env(args),

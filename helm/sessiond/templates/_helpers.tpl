@@ -145,9 +145,20 @@ line naming the values involved.
 {{- if gt (int64 .Values.config.defaultExpiresIn) (int64 .Values.config.maxExpiresIn) }}
 {{- fail "sessiond: config.defaultExpiresIn must not exceed config.maxExpiresIn" }}
 {{- end }}
+{{- /*
+The shutdown budget (README, "Shutdown sequence"): the preStop sleep, then SIGTERM, after which
+sessiond drains idle connections for drainMs and exits at the latest after shutdownTimeoutMs;
+the kubelet's SIGKILL comes terminationGracePeriodSeconds after the preStop hook started.
+*/}}
+{{- if ge (int64 .Values.config.drainMs) (int64 .Values.config.shutdownTimeoutMs) }}
+{{- fail (printf "sessiond: config.drainMs (%d) must be shorter than config.shutdownTimeoutMs (%d): requests answered during the drain need time to finish (sessiond refuses it too)" (int64 .Values.config.drainMs) (int64 .Values.config.shutdownTimeoutMs)) }}
+{{- end }}
 {{- $drain := add (int64 .Values.lifecycle.preStopSleepSeconds) (div (add (int64 .Values.config.shutdownTimeoutMs) 999) 1000) }}
 {{- if le (int64 .Values.terminationGracePeriodSeconds) $drain }}
 {{- fail (printf "sessiond: terminationGracePeriodSeconds (%d) must exceed lifecycle.preStopSleepSeconds + config.shutdownTimeoutMs/1000 (%d), or pods are killed mid-drain" (int64 .Values.terminationGracePeriodSeconds) $drain) }}
+{{- end }}
+{{- if and .Values.config.metricsAuth (not (or .Values.apiKeys.value .Values.apiKeys.existingSecret)) }}
+{{- fail "sessiond: config.metricsAuth=true needs API keys (apiKeys.value or apiKeys.existingSecret): sessiond refuses to start with /metrics open to everyone" }}
 {{- end }}
 {{- if .Values.podDisruptionBudget.enabled }}
 {{- $pdb := .Values.podDisruptionBudget }}
@@ -175,6 +186,7 @@ line naming the values involved.
 {{- end }}
 {{- if .Values.apiKeys.value }}
 {{- $names := dict }}
+{{- $digests := dict }}
 {{- range $i, $entry := splitList "," .Values.apiKeys.value }}
 {{- $entry = trim $entry }}
 {{- $n := add1 $i }}
@@ -197,6 +209,12 @@ line naming the values involved.
 {{- fail (printf "sessiond: apiKeys.value names %s twice" $name) }}
 {{- end }}
 {{- $_ := set $names $name true }}
+{{- /* A secret and the sha256: of the same secret are the same key. */}}
+{{- $digest := ternary (lower (trim (trimPrefix "sha256:" $secret))) (sha256sum $secret) (hasPrefix "sha256:" $secret) }}
+{{- if hasKey $digests $digest }}
+{{- fail (printf "sessiond: apiKeys.value entries %v and %d (%s) have the same secret; each caller needs its own" (get $digests $digest) $n $name) }}
+{{- end }}
+{{- $_ := set $digests $digest $n }}
 {{- end }}
 {{- end }}
 {{- $managed := keys (include (print .Template.BasePath "/configmap.yaml") . | fromYaml).data }}
