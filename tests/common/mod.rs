@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod nginx;
 pub mod process;
+pub mod relay;
 pub mod replica;
 pub mod tls;
 
