@@ -70,6 +70,7 @@ EXPORTED_METRICS = {
     "sessiond_rpc_calls_total": "counter",
     "sessiond_rpc_call_duration_seconds": "histogram",
     "sessiond_batch_size": "histogram",
+    "sessiond_store_coalesced_batch_size": "histogram",
     "sessiond_store_operation_duration_seconds": "histogram",
     "sessiond_store_errors_total": "counter",
     "sessiond_store_up": "gauge",

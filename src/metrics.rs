@@ -137,6 +137,8 @@ pub struct Metrics {
     pub call_duration: HistogramFamily<MethodLabels>,
     /// `sessiond_batch_size` (calls per batch request)
     pub batch_size: Histogram,
+    /// `sessiond_store_coalesced_batch_size` (verify calls sharing one `MGET`)
+    pub coalesced_batch_size: Histogram,
     /// `sessiond_store_operation_duration_seconds{operation}`
     pub store_duration: HistogramFamily<OperationLabels>,
     /// `sessiond_store_errors_total{operation,kind}`
@@ -231,6 +233,7 @@ impl Metrics {
             calls,
             call_duration,
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            coalesced_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
             store_duration,
             store_errors: Family::default(),
             store_up: Gauge::default(),
@@ -271,6 +274,11 @@ impl Metrics {
             "batch_size",
             "Entries per JSON-RPC batch request",
             metrics.batch_size.clone(),
+        );
+        registry.register(
+            "store_coalesced_batch_size",
+            "Verify calls that shared one Redis MGET (calls arriving together on a worker)",
+            metrics.coalesced_batch_size.clone(),
         );
         registry.register_with_unit(
             "store_operation_duration",

@@ -144,7 +144,7 @@ http {{
 }
 
 /// deploy/nginx.conf for loopback: its `listen` port, its resolver (Docker's DNS) and the
-/// backend port replaced; its `pid` line dropped (the harness sets one with `-g`); temporary
+/// upstream's server line (what Docker's DNS resolves it to) replaced; its `pid` line dropped (the harness sets one with `-g`); temporary
 /// file paths added in `http`. Every other directive is the shipped one.
 fn shipped_config(
     shipped: &str,
@@ -169,10 +169,14 @@ fn shipped_config(
         &format!("listen 127.0.0.1:{listen};"),
     );
     let conf = replace_once(&conf, "resolver 127.0.0.11 ", &format!("resolver {dns} "));
+    // Debian's nginx 1.22 does not know `resolve` in an upstream (1.27.3 does): the one
+    // server line that Docker's DNS would expand becomes the three replicas it names.
     let conf = replace_once(
         &conf,
-        "\"sessiond:8080\"",
-        &format!("\"sessiond:{backend_port}\""),
+        "server sessiond:8080 resolve;",
+        &format!(
+            "server 127.0.0.1:{backend_port};\n        server 127.0.0.2:{backend_port};\n        server 127.0.0.3:{backend_port};"
+        ),
     );
     replace_once(
         &conf,

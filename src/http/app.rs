@@ -33,7 +33,7 @@ impl App {
         metrics: Arc<Metrics>,
         draining: Arc<AtomicBool>,
     ) -> Result<Arc<Self>, StoreError> {
-        let backend = Backend::from_settings(&settings.store)?;
+        let backend = Backend::from_settings(&settings.store, &metrics)?;
         let sessions = Sessions::new(
             backend,
             settings.expiry,

@@ -35,6 +35,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same failure again, for each call of a batch that shared it.
+    pub fn copy(&self) -> Self {
+        match self {
+            Self::Timeout(after) => Self::Timeout(*after),
+            Self::Redis(err) => Self::Redis(::redis::RedisError::from((
+                err.kind(),
+                "a batched call failed",
+                err.to_string(),
+            ))),
+            Self::Unexpected(what) => Self::Unexpected(what.clone()),
+        }
+    }
+
     /// Whether the store did not answer in time (rather than answering with an error).
     pub fn is_timeout(&self) -> bool {
         match self {
@@ -206,13 +219,20 @@ impl Backend {
     ///
     /// # Errors
     /// [`StoreError`] when the Redis settings cannot be turned into a client.
-    pub fn from_settings(settings: &StoreSettings) -> Result<Self, StoreError> {
+    pub fn from_settings(
+        settings: &StoreSettings,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<Self, StoreError> {
         let (prefix, timeout) = (&settings.key_prefix, settings.timeout);
         let StoreKind::Redis(redis) = &settings.kind else {
             return Ok(Self::Memory(MemoryStore::new()));
         };
+        let first = redis.urls.first().map_or("", String::as_str);
         Ok(match &redis.mode {
-            RedisMode::Standalone => Self::Redis(RedisStore::new(&redis.urls[0], prefix, timeout)?),
+            RedisMode::Standalone => Self::Redis(
+                RedisStore::new(first, prefix, timeout)?
+                    .with_batch_sizes(metrics.coalesced_batch_size.clone()),
+            ),
             RedisMode::Cluster => Self::Cluster(ClusterStore::new(&redis.urls, prefix, timeout)?),
             RedisMode::Sentinel { master } => {
                 Self::Sentinel(SentinelStore::new(&redis.urls, master, prefix, timeout)?)

@@ -1,7 +1,13 @@
 //! The Redis backend: one multiplexed connection per worker that pipelines its concurrent
-//! calls on one socket. Each method is one Redis command: `SET key 1 EX ttl NX`, `EXISTS`,
-//! `DEL`, `ROLE`; a batch's verify calls are one multi-key `EXISTS`, then a pipeline of
-//! single-key ones only when its count says that some of the keys are live and some are not.
+//! calls on one socket. Open is `SET key value EX ttl NX`, close `DEL`, readiness `ROLE`.
+//!
+//! Verify calls are coalesced: the calls that arrive together on a worker (from different
+//! connections, within one turn of its event loop) share one `MGET` naming all their keys,
+//! so Redis answers one command instead of many (DataLoader-style; figures in
+//! docs/BENCHMARKS.md). Each caller keeps its own timeout; a failure reaches every call of
+//! the batch and nothing else. A batch request's verify calls are one `MGET` too. Where `MGET`
+//! is refused (an ACL user without `+get`, or a sharding endpoint refusing keys of several
+//! slots) the old path answers: one multi-key `EXISTS`, then single-key ones in a pipeline.
 //!
 //! The connection is replaced, not trusted: when it breaks (the next call connects again and
 //! the broken call is sent once more on the new one) and when a call times out (a Redis that
@@ -9,11 +15,13 @@
 //! the kernel gives up on it, ~15 minutes). The socket has `TCP_NODELAY`, keep-alive probes
 //! and `TCP_USER_TIMEOUT` ([`super::tcp_settings`]).
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, Role};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::identity::{self, Exec, Request};
@@ -24,8 +32,25 @@ use super::{Closing, IndexEntry, SessionStore, StoreError, Stored, tcp_settings}
 /// Redis that is down must not turn every call into a connect attempt.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Redis standalone store.
+/// Redis standalone store. Cheap to clone; clones share the connection.
+#[derive(Clone)]
 pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for RedisStore {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// A verify call waiting for its batch's answer.
+type Waiting = (Vec<u8>, oneshot::Sender<Result<bool, StoreError>>);
+
+/// The connection and what is sent on it.
+pub struct Inner {
     client: redis::Client,
     config: AsyncConnectionConfig,
     prefix: String,
@@ -34,6 +59,12 @@ pub struct RedisStore {
     current: Mutex<Option<(MultiplexedConnection, Instant)>>,
     /// Held while connecting; the last failed connect.
     connecting: tokio::sync::Mutex<Option<(Instant, String)>>,
+    /// Verify calls waiting for the next `MGET`.
+    waiting: Mutex<Vec<Waiting>>,
+    /// Set once `MGET` was refused: the `EXISTS` path answers from then on.
+    mget_refused: AtomicBool,
+    /// Where the size of each coalesced batch is observed.
+    batch_sizes: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 impl RedisStore {
@@ -53,15 +84,34 @@ impl RedisStore {
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(None);
         Ok(Self {
-            client,
-            config,
-            prefix: prefix.to_owned(),
-            timeout,
-            current: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(None),
+            inner: Arc::new(Inner {
+                client,
+                config,
+                prefix: prefix.to_owned(),
+                timeout,
+                current: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(None),
+                waiting: Mutex::new(Vec::new()),
+                mget_refused: AtomicBool::new(false),
+                batch_sizes: None,
+            }),
         })
     }
 
+    /// Observes the size of each coalesced verify batch in `histogram`.
+    #[must_use]
+    pub fn with_batch_sizes(
+        mut self,
+        histogram: prometheus_client::metrics::histogram::Histogram,
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.batch_sizes = Some(histogram);
+        }
+        self
+    }
+}
+
+impl Inner {
     fn key(&self, key: &SessionKey) -> Vec<u8> {
         key.prefixed(&self.prefix)
     }
@@ -153,6 +203,107 @@ impl RedisStore {
     }
 }
 
+impl Inner {
+    /// Sends the waiting verify calls' keys as one `MGET` and answers each call, within the
+    /// store timeout (a hung Redis must not hold the batch, or its connection, forever).
+    async fn flush(self: Arc<Self>) {
+        let batch = std::mem::take(
+            &mut *self
+                .waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(sizes) = &self.batch_sizes {
+            sizes.observe(batch.len() as f64);
+        }
+        let keys: Vec<Vec<u8>> = batch.iter().map(|(key, _)| key.clone()).collect();
+        let started = Instant::now();
+        let found = match tokio::time::timeout(self.timeout, self.lookup(&keys)).await {
+            Ok(found) => found,
+            Err(_) => {
+                if let Some((_, made)) = self.current()
+                    && made <= started
+                {
+                    self.forget(made, &"a batched EXISTS timed out on it");
+                }
+                Err(StoreError::Timeout(self.timeout))
+            }
+        };
+        match found {
+            Ok(found) => {
+                for ((_, answer), live) in batch.into_iter().zip(found) {
+                    let _ = answer.send(Ok(live));
+                }
+            }
+            Err(err) => {
+                for (_, answer) in batch {
+                    let _ = answer.send(Err(err.copy()));
+                }
+            }
+        }
+    }
+
+    /// Whether each key exists: one `MGET` (nil or a value per key); where it is refused, one
+    /// multi-key `EXISTS` whose count answers a batch that is all live or all absent, then a
+    /// pipeline of single-key `EXISTS` for a mixed one.
+    async fn lookup(&self, keys: &[Vec<u8>]) -> Result<Vec<bool>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.mget_refused.load(Ordering::Relaxed) {
+            let mut mget = redis::cmd("MGET");
+            for key in keys {
+                mget.arg(key);
+            }
+            match self
+                .query::<Vec<Option<redis::Value>>>(Request::Cmd(&mget))
+                .await
+            {
+                Ok(values) if values.len() == keys.len() => {
+                    return Ok(values.iter().map(Option::is_some).collect());
+                }
+                Ok(values) => {
+                    return Err(StoreError::Unexpected(format!(
+                        "MGET of {} keys answered {}",
+                        keys.len(),
+                        values.len()
+                    )));
+                }
+                // An error reply: no `+get` for this ACL user, or a sharding endpoint that
+                // refuses keys of different slots in one command.
+                Err(StoreError::Redis(err))
+                    if matches!(err.kind(), redis::ErrorKind::Server(_)) =>
+                {
+                    tracing::info!(error = %err, "MGET refused; verifying with EXISTS from now on");
+                    self.mget_refused.store(true, Ordering::Relaxed);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let mut all = redis::cmd("EXISTS");
+        for key in keys {
+            all.arg(key);
+        }
+        match self.query::<usize>(Request::Cmd(&all)).await {
+            Ok(live) if live == 0 || live == keys.len() => return Ok(vec![live > 0; keys.len()]),
+            Ok(_) => {}
+            Err(StoreError::Redis(err)) if matches!(err.kind(), redis::ErrorKind::Server(_)) => {
+                tracing::debug!(error = %err, "multi-key EXISTS refused; asking key by key");
+            }
+            Err(err) => return Err(err),
+        }
+        let mut pipe = redis::Pipeline::with_capacity(keys.len());
+        for key in keys {
+            pipe.cmd("EXISTS").arg(key);
+        }
+        let counts: Vec<u64> = self.query(Request::Pipeline(&pipe)).await?;
+        Ok(counts.into_iter().map(|n| n > 0).collect())
+    }
+}
+
 /// Whether an error means the connection is unusable (rather than Redis refusing a command).
 fn broken(err: &redis::RedisError) -> bool {
     err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error()
@@ -214,45 +365,32 @@ impl SessionStore for RedisStore {
         identity::close_subject(self, closing).await
     }
 
+    /// Joins the verify calls waiting for the next `MGET` (and starts it when first).
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("EXISTS");
-        cmd.arg(self.key(key));
-        let count: u64 = self.query(Request::Cmd(&cmd)).await?;
-        Ok(count > 0)
+        let (answer, answered) = oneshot::channel();
+        let first = {
+            let mut waiting = self
+                .waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            waiting.push((self.key(key), answer));
+            waiting.len() == 1
+        };
+        if first {
+            // Queued behind the tasks this turn of the event loop already woke: their verify
+            // calls join this batch before it is sent.
+            tokio::spawn(self.inner.clone().flush());
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(StoreError::Unexpected(
+                "a batched EXISTS was dropped".to_owned(),
+            ))
+        })
     }
 
-    /// First one `EXISTS` naming every key: its count answers the whole batch when all the
-    /// keys are live (the count is their number; a key named twice counts twice) or none is
-    /// (zero). Only a batch of both needs each key's answer, and gets it from one pipeline of
-    /// single-key `EXISTS`: one more round trip, in the same timeout. So does a batch whose
-    /// multi-key `EXISTS` the server refuses. One multi-key command costs Redis far less than
-    /// as many commands (BENCHMARKS.md).
     async fn exists_many(&self, keys: &[SessionKey]) -> Result<Vec<bool>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut all = redis::cmd("EXISTS");
-        for key in keys {
-            all.arg(self.key(key));
-        }
-        match self.query::<usize>(Request::Cmd(&all)).await {
-            Ok(live) if live == 0 || live == keys.len() => return Ok(vec![live > 0; keys.len()]),
-            Ok(_) => {}
-            // An error reply: a Redis-compatible endpoint that refuses one command naming keys
-            // of different hash slots (a sharding proxy, a one-node cluster) says CROSSSLOT or
-            // the like. Asked key by key, it answers; any other refusal comes back again from
-            // the pipeline. A connection failure or a timeout is not asked twice.
-            Err(StoreError::Redis(err)) if matches!(err.kind(), redis::ErrorKind::Server(_)) => {
-                tracing::debug!(error = %err, "multi-key EXISTS refused; asking key by key");
-            }
-            Err(err) => return Err(err),
-        }
-        let mut pipe = redis::Pipeline::with_capacity(keys.len());
-        for key in keys {
-            pipe.cmd("EXISTS").arg(self.key(key));
-        }
-        let counts: Vec<u64> = self.query(Request::Pipeline(&pipe)).await?;
-        Ok(counts.into_iter().map(|n| n > 0).collect())
+        let keys: Vec<Vec<u8>> = keys.iter().map(|key| self.key(key)).collect();
+        self.lookup(&keys).await
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
