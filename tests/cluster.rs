@@ -9,10 +9,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{
-    CLUSTER_NODE_TIMEOUT_MS, Load, RedisCluster, assert_ready_within,
-    assert_unready_and_failing_fast, free_ports, loopback_urls,
-};
+use common::cluster::{CLUSTER_NODE_TIMEOUT_MS, RedisCluster};
+use common::failover::{Load, assert_ready_within, assert_unready_and_failing_fast};
+use common::redis_nodes::{free_ports, loopback_urls};
 use common::{TestApp, spawn_app};
 use hyper::StatusCode;
 use serde_json::json;
@@ -382,9 +381,9 @@ async fn a_hung_master_costs_its_own_keys_only_and_the_pod_stays_ready() {
 /// TLS endpoints.
 #[test]
 fn sessions_over_tls_with_a_password() {
-    let node = common::cluster::TlsTopology::cluster("tls-cluster-secret");
+    let node = common::tls_topology::TlsTopology::cluster("tls-cluster-secret");
     let url = format!("rediss://:tls-cluster-secret@127.0.0.1:{}", node.data_port);
-    common::cluster::sessions_over_tls(
+    common::tls_topology::sessions_over_tls(
         &[
             ("SESSIOND_REDIS_MODE", "cluster"),
             ("SESSIOND_REDIS_URL", &url),

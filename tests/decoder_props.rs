@@ -5,8 +5,11 @@
 //! for byte. Case counts are kept small so the whole file runs in a few seconds in CI; the
 //! cargo-fuzz targets in `fuzz/` explore the same code for as long as they are given.
 
+mod common;
+
 use std::time::Duration;
 
+use common::requests::verify_positional;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde::Deserialize;
@@ -437,12 +440,6 @@ fn answers_validly(body: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn verify_request(id: &str) -> String {
-    format!(
-        r#"{{"jsonrpc":"2.0","method":"session.verify_session_token","params":["{NEVER_ISSUED}"],"id":{id}}}"#
-    )
-}
-
 fn inactive_as(id: &str) -> Said {
     (Ok(serde_json::json!({"active": false})), id.to_owned())
 }
@@ -578,10 +575,10 @@ proptest! {
     /// Ids come back exactly as sent, alone and in a batch.
     #[test]
     fn ids_round_trip_exactly(ids in prop::collection::vec(id_text(), 1..MAX_BATCH)) {
-        let got = decode(answer(verify_request(&ids[0]).as_bytes()))
+        let got = decode(answer(verify_positional(&ids[0]).as_bytes()))
             .map_err(TestCaseError::fail)?;
         prop_assert_eq!(got, Answer::Single(inactive_as(&ids[0])));
-        let batch: Vec<String> = ids.iter().map(|id| verify_request(id)).collect();
+        let batch: Vec<String> = ids.iter().map(|id| verify_positional(id)).collect();
         let got = decode(answer(format!("[{}]", batch.join(",")).as_bytes()))
             .map_err(TestCaseError::fail)?;
         let want: Vec<Said> = ids.iter().map(|id| inactive_as(id)).collect();

@@ -1,11 +1,26 @@
 //! Hostile input, case by case, over raw sockets against the app on a real Redis with small
-//! limits: oversized and unfinished bodies, slow clients, deep nesting, huge numbers, invalid
-//! UTF-8, NUL bytes, duplicate keys, oversized batches, huge ids, look-alike method names,
-//! HTTP/1.0, pipelining, tokens of every wrong shape and more connections than allowed. Each
-//! case states the exact answer expected (HTTP status, then the JSON-RPC error code or result
-//! and the id, then whether the connection is closed); after the table the service still
-//! answers normally, Redis holds nothing but hashed session keys, and the process's memory is
-//! back near where it was.
+//! limits: oversized and unfinished bodies, slow clients, silent or partial HTTP/2 prefaces,
+//! deep nesting, huge numbers, invalid UTF-8, NUL bytes, duplicate keys, oversized batches,
+//! `rpc.discover` asked a thousand times, huge ids, look-alike method names, HTTP/1.0,
+//! pipelining, HEAD, tokens of every wrong shape or letter case and more connections than
+//! allowed. Each case states the exact answer expected (HTTP status, then the JSON-RPC error
+//! code, message where it matters, result and id, then whether the connection is closed).
+//!
+//! The cases come in groups, one test each (`group::<name>`), on a Redis and an app of their
+//! own, so the groups run in parallel and can be picked by name:
+//!
+//! ```sh
+//! cargo test --test hostile_input duplicate             # the duplicate-key cases only
+//! cargo test --test hostile_input group::               # every group, not the whole-table test
+//! HOSTILE_CASE="HEAD /metrics" cargo test --test hostile_input head   # one case by its name
+//! ```
+//!
+//! (`HOSTILE_CASE` picks cases within the groups; the whole-table test below ignores it.)
+//!
+//! `service_survives_the_whole_table_twice` runs every group on the default limits twice
+//! against the `sessiond` binary, then checks that the service still answers normally, that
+//! Redis holds nothing but hashed session keys, and that the server's memory is back near
+//! where it was (measured on its own process, so the groups running alongside do not count).
 //!
 //! The client is a hand-written one over tokio sockets so that the test controls every byte
 //! and every pause, and sees exactly what the server sends and when it closes the connection.
@@ -15,7 +30,10 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, spawn_app};
+use common::RedisServer;
+use common::requests::{
+    NEVER_ISSUED, batch_of, call, close, notification, open, quoted, verify, verify_positional,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -26,14 +44,18 @@ use tokio::net::TcpStream;
 const MAX_BODY: usize = 1_100_000;
 const MAX_BATCH: usize = 10;
 const MAX_CONNECTIONS: usize = 4;
+/// Connections let in beyond `SESSIOND_MAX_CONNECTIONS` to answer probes only.
+const PROBE_SLOTS: usize = 32;
 const HEADER_TIMEOUT: Duration = Duration::from_millis(500);
 const BODY_TIMEOUT: Duration = Duration::from_millis(500);
+/// `SESSIOND_MAX_BATCH` of the app the `rpc.discover` group runs on.
+const DISCOVER_BATCH: usize = 1000;
 /// Every case must be over (answered and closed) within this, or it is reported as a hang.
 const CASE_BOUND: Duration = Duration::from_secs(5);
 /// Bound for the cases the configured timeouts must cut off: the timeout plus scheduling slack
 /// on a busy 2-core machine.
 const TIMEOUT_BOUND: Duration = Duration::from_millis(2500);
-/// Growth of the process's resident memory allowed from before the table to after two passes
+/// Growth of the server's resident memory allowed from before the table to after two passes
 /// of it (the first pass warms up the allocator, runtime and Redis connection: about +5 MB was
 /// measured; each pass moves several 1 MB bodies, so keeping one per request would go far past
 /// this).
@@ -41,8 +63,258 @@ const RSS_GROWTH_BOUND_KIB: u64 = 20 * 1024;
 /// Growth allowed over the second pass alone, after the warm-up (under 1 MB was measured).
 const RSS_PASS_GROWTH_BOUND_KIB: u64 = 8 * 1024;
 
-/// A token shape the service issues, never issued.
-const NEVER_ISSUED: &str = "00890640-ec03-4663-82ce-456ea993807d";
+/// The limits every group runs under (a group may add its own).
+fn limits() -> Vec<(&'static str, String)> {
+    vec![
+        ("SESSIOND_MAX_BODY_BYTES", MAX_BODY.to_string()),
+        ("SESSIOND_MAX_BATCH", MAX_BATCH.to_string()),
+        ("SESSIOND_MAX_CONNECTIONS", MAX_CONNECTIONS.to_string()),
+        (
+            "SESSIOND_HEADER_TIMEOUT_MS",
+            HEADER_TIMEOUT.as_millis().to_string(),
+        ),
+        (
+            "SESSIOND_BODY_TIMEOUT_MS",
+            BODY_TIMEOUT.as_millis().to_string(),
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests: one per group, and the whole table twice.
+
+/// A group of cases: built from the live token of the app it runs on.
+type Group = fn(&str) -> Vec<Case>;
+
+/// One `#[tokio::test]` per group (`group::<name>`), each on its own Redis and app with
+/// [`limits`] and the group's own settings; [`GROUPS`] lists them for the whole-table test.
+macro_rules! groups {
+    ($($group:ident $(with [$($var:expr),* $(,)?])?;)*) => {
+        mod group {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $group() {
+                    super::run_group(super::$group, &[$($($var),*)?]).await;
+                }
+            )*
+        }
+
+        /// Every group with the settings it adds to [`limits`].
+        const GROUPS: &[(Group, &[(&str, &str)])] = &[$(($group, &[$($($var),*)?])),*];
+    };
+}
+
+groups! {
+    body_limits;
+    slow_clients;
+    h2_prefaces;
+    deep_nesting;
+    huge_numbers;
+    bad_bytes;
+    duplicate_keys;
+    batches;
+    discover_batches with [("SESSIOND_MAX_BATCH", "1000")]; // DISCOVER_BATCH
+    method_names;
+    http_framing;
+    head_requests;
+    live_token;
+    connection_limits;
+    wrong_tokens;
+}
+
+/// The cases whose name holds `HOSTILE_CASE` (all when it is unset).
+fn selected(cases: Vec<Case>) -> Vec<Case> {
+    match std::env::var("HOSTILE_CASE") {
+        Ok(filter) => cases
+            .into_iter()
+            .filter(|c| c.name.contains(&filter))
+            .collect(),
+        Err(_) => cases,
+    }
+}
+
+/// Runs one group on a Redis and an app of its own; then the app still answers normally.
+async fn run_group(group: Group, settings: &[(&str, &str)]) {
+    if let Ok(filter) = std::env::var("HOSTILE_CASE") {
+        if !group(NEVER_ISSUED).iter().any(|c| c.name.contains(&filter)) {
+            return;
+        }
+    }
+    let redis = RedisServer::start();
+    let mut vars: Vec<(&str, String)> = limits();
+    vars.retain(|(name, _)| !settings.iter().any(|(set, _)| set == name));
+    vars.extend(settings.iter().map(|&(k, v)| (k, v.to_owned())));
+    vars.push(("SESSIOND_REDIS_URL", redis.url()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = common::spawn_app(&vars).await;
+    let addr = app.addr;
+
+    let live = rpc(addr, &open("600")).await;
+    let live_token = live["access_token"].as_str().expect("token").to_owned();
+    let cases = selected(group(&live_token));
+    let failures = run_table(addr, &cases).await;
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    assert_answers_normally(addr).await;
+}
+
+/// Opens, verifies and closes a session.
+async fn assert_answers_normally(addr: SocketAddr) {
+    let opened = rpc(addr, &open("60")).await;
+    let token = opened["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(opened["expires_in"], 60);
+    assert_eq!(
+        rpc(addr, &verify(&quoted(&token))).await,
+        json!({"active": true})
+    );
+    assert_eq!(rpc(addr, &close(&quoted(&token))).await, json!(true));
+    assert_eq!(
+        rpc(addr, &verify(&quoted(&token))).await,
+        json!({"active": false})
+    );
+}
+
+/// Every group on the default limits, twice, against the `sessiond` binary (its memory is
+/// its own); then it still answers normally, a session no case touched is still active, and
+/// Redis holds hashed session keys only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_survives_the_whole_table_twice() {
+    let redis = RedisServer::start();
+    let mut vars = limits();
+    vars.push(("SESSIOND_REDIS_URL", redis.url()));
+    let server = Sessiond::start(&vars);
+    let addr = server.addr;
+    let on_defaults: Vec<Group> = GROUPS
+        .iter()
+        .filter(|(_, settings)| settings.is_empty())
+        .map(|&(group, _)| group)
+        .collect();
+
+    let witness = rpc(addr, &open("600")).await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    // The first pass is also the warm-up for the memory figures.
+    let rss_before = server.rss_kib();
+    let first = run_pass(addr, &on_defaults, "first").await;
+    let rss_warm = server.rss_kib();
+    let second = run_pass(addr, &on_defaults, "second").await;
+    let rss_after = server.rss_kib();
+    let count = second.1;
+
+    // The service still answers normally.
+    assert_answers_normally(addr).await;
+    assert_eq!(
+        rpc(addr, &verify(&quoted(&witness))).await,
+        json!({"active": true})
+    );
+    for live_token in [&first.0, &second.0] {
+        assert_eq!(
+            rpc(addr, &verify(&quoted(live_token))).await,
+            json!({"active": false}),
+            "closed by its upper-case form"
+        );
+    }
+
+    // Redis holds hashed session keys only: nothing a hostile token wrote.
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut redis.client())
+        .expect("KEYS");
+    for key in &keys {
+        let hex = key.strip_prefix("sessiond:").unwrap_or_default();
+        assert!(
+            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "unexpected key {key:?}"
+        );
+    }
+    let witness_key = format!("sessiond:{}", hex_sha256(&witness));
+    assert!(keys.contains(&witness_key), "{keys:?}");
+
+    eprintln!(
+        "sessiond VmRSS: {rss_before} KiB before the table, {rss_warm} KiB after the first \
+         pass, {rss_after} KiB after the second ({count} cases each)"
+    );
+    assert!(
+        rss_after <= rss_before + RSS_GROWTH_BOUND_KIB,
+        "resident memory grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    assert!(
+        rss_after <= rss_warm + RSS_PASS_GROWTH_BOUND_KIB,
+        "resident memory grew from {rss_warm} KiB to {rss_after} KiB over one pass"
+    );
+}
+
+/// Runs `groups` once on a fresh live token (each pass closes its own, by its upper-case
+/// form); that token and the number of cases.
+async fn run_pass(addr: SocketAddr, groups: &[Group], pass: &str) -> (String, usize) {
+    let live = rpc(addr, &open("600")).await;
+    let live_token = live["access_token"].as_str().expect("token").to_owned();
+    let cases: Vec<Case> = groups.iter().flat_map(|g| g(&live_token)).collect();
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    let failures = run_table(addr, &cases).await;
+    assert!(
+        failures.is_empty(),
+        "on the {pass} pass, {} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    (live_token, cases.len())
+}
+
+/// The `sessiond` binary on a free loopback port, killed when dropped.
+struct Sessiond {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Sessiond {
+    fn start(vars: &[(&str, String)]) -> Self {
+        let port = common::free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = common::process::sessiond()
+            .env("SESSIOND_LISTEN", addr.to_string())
+            .envs(vars.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sessiond");
+        let server = Self { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "sessiond did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// The server's resident set size in KiB.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for Sessiond {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // What is sent and what comes back.
@@ -56,11 +328,30 @@ enum Step {
     ShutdownWrite,
 }
 
+/// Text a case pins down exactly, or leaves open.
+#[derive(Debug, Clone)]
+enum Said {
+    /// Any text matches.
+    Any,
+    /// Exactly this text.
+    Is(String),
+}
+
+impl PartialEq for Said {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Any, _) | (_, Self::Any) => true,
+            (Self::Is(a), Self::Is(b)) => a == b,
+        }
+    }
+}
+
 /// What a response body held.
 #[derive(Debug, Clone, PartialEq)]
 enum Body {
-    /// A JSON-RPC error object: its code and its id as the exact JSON text sent back.
-    Error(i32, String),
+    /// A JSON-RPC error object: its code, its id as the exact JSON text sent back, and its
+    /// message.
+    Error(i32, String, Said),
     /// A JSON-RPC result and its id as exact JSON text.
     Result(Value, String),
     /// A batch of answers.
@@ -68,7 +359,7 @@ enum Body {
     /// No body.
     Empty,
     /// A body that is not JSON (plain text from the HTTP layer).
-    Text,
+    Text(Said),
     /// JSON that is not a JSON-RPC response: always a failure.
     NotAResponse(String),
 }
@@ -80,17 +371,33 @@ enum Answer {
     Http(u16, Body),
     /// An HTTP/1.0 response.
     Http10(u16, Body),
+    /// The response before carried `Connection: close` (reported only by the probes that look
+    /// for it: those of the connection limit).
+    ConnectionClose,
+    /// An HTTP/2 GOAWAY frame (one or several in a row).
+    GoAway,
+    /// An HTTP/2 frame other than SETTINGS, PING, WINDOW_UPDATE or GOAWAY: its type.
+    H2Frame(u8),
     /// The server closed the connection (end of stream or reset).
     Closed,
+    /// Closed, but only after this long where it should have been at once.
+    ClosedLate(Duration),
     /// Neither an answer nor a close before the case's bound: a hang.
     Hung,
     /// Bytes that are not an HTTP response.
     Garbage(String),
 }
 
+/// What the server sent on one connection, how it ended and when.
+struct Exchange {
+    received: Vec<u8>,
+    end: Answer,
+    elapsed: Duration,
+}
+
 /// Runs `steps` on a new connection while reading everything the server sends until it
 /// closes the connection or `bound` passes.
-async fn exchange(addr: SocketAddr, steps: Vec<Step>, bound: Duration) -> (Vec<Answer>, Duration) {
+async fn exchange(addr: SocketAddr, steps: Vec<Step>, bound: Duration) -> Exchange {
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + bound;
     let stream = TcpStream::connect(addr).await.expect("connect");
@@ -124,13 +431,39 @@ async fn exchange(addr: SocketAddr, steps: Vec<Step>, bound: Duration) -> (Vec<A
     let elapsed = started.elapsed();
     writing.abort();
     let _ = writing.await;
-    let mut answers = parse_responses(&received);
-    answers.push(end);
-    (answers, elapsed)
+    Exchange {
+        received,
+        end,
+        elapsed,
+    }
+}
+
+/// How to read HTTP/1 responses.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// Answers to HEAD: no body follows the head, whatever `Content-Length` says.
+    bodiless: bool,
+    /// Report a `Connection: close` header as [`Answer::ConnectionClose`].
+    note_close: bool,
+}
+
+impl Reading {
+    const PLAIN: Self = Self {
+        bodiless: false,
+        note_close: false,
+    };
+    const HEAD: Self = Self {
+        bodiless: true,
+        note_close: false,
+    };
+    const NOTE_CLOSE: Self = Self {
+        bodiless: false,
+        note_close: true,
+    };
 }
 
 /// Splits what the server sent into responses.
-fn parse_responses(mut rest: &[u8]) -> Vec<Answer> {
+fn parse_responses(mut rest: &[u8], reading: Reading) -> Vec<Answer> {
     let mut answers = Vec::new();
     while !rest.is_empty() {
         let Some(head_end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -146,11 +479,23 @@ fn parse_responses(mut rest: &[u8]) -> Vec<Answer> {
             answers.push(Answer::Garbage(shorten(&head)));
             break;
         };
-        let length = lines
+        let headers: Vec<(&str, &str)> = lines
             .filter_map(|line| line.split_once(':'))
-            .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, value)| value.trim().parse::<usize>().ok())
-            .unwrap_or(0);
+            .map(|(name, value)| (name, value.trim()))
+            .collect();
+        let header = |wanted: &str| {
+            headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
+                .map(|&(_, value)| value)
+        };
+        let length = if reading.bodiless {
+            0
+        } else {
+            header("content-length")
+                .and_then(|value| value.parse::<usize>().ok())
+                .unwrap_or(0)
+        };
         let body_start = head_end + 4;
         if rest.len() < body_start + length {
             answers.push(Answer::Garbage(format!("truncated body after {head}")));
@@ -161,7 +506,44 @@ fn parse_responses(mut rest: &[u8]) -> Vec<Answer> {
             "HTTP/1.0" => Answer::Http10(status, body),
             _ => Answer::Http(status, body),
         });
+        if reading.note_close
+            && header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            answers.push(Answer::ConnectionClose);
+        }
         rest = &rest[body_start + length..];
+    }
+    answers
+}
+
+/// Splits what the server sent on an h2c connection into frames: GOAWAY and unexpected
+/// frames are reported; SETTINGS, PING and WINDOW_UPDATE are the protocol's housekeeping.
+fn h2_frames(mut rest: &[u8]) -> Vec<Answer> {
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const GOAWAY: u8 = 0x7;
+    const WINDOW_UPDATE: u8 = 0x8;
+    let mut answers = Vec::new();
+    while !rest.is_empty() {
+        if rest.len() < 9 {
+            answers.push(Answer::Garbage(format!(
+                "a frame header cut short: {rest:?}"
+            )));
+            break;
+        }
+        let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        let kind = rest[3];
+        if rest.len() < 9 + length {
+            answers.push(Answer::Garbage(format!("a frame of type {kind} cut short")));
+            break;
+        }
+        match kind {
+            SETTINGS | PING | WINDOW_UPDATE => {}
+            GOAWAY if answers.last() == Some(&Answer::GoAway) => {}
+            GOAWAY => answers.push(Answer::GoAway),
+            other => answers.push(Answer::H2Frame(other)),
+        }
+        rest = &rest[9 + length..];
     }
     answers
 }
@@ -188,13 +570,13 @@ fn classify(body: &[u8]) -> Body {
         return Body::Empty;
     }
     let Ok(text) = std::str::from_utf8(body) else {
-        return Body::Text;
+        return Body::Text(Said::Is(String::from_utf8_lossy(body).into_owned()));
     };
     if let Ok(entries) = serde_json::from_str::<Vec<&RawValue>>(text) {
         return Body::Batch(entries.iter().map(|e| classify_one(e.get())).collect());
     }
     if serde_json::from_str::<&RawValue>(text).is_err() {
-        return Body::Text;
+        return Body::Text(Said::Is(text.to_owned()));
     }
     classify_one(text)
 }
@@ -204,7 +586,7 @@ fn classify_one(text: &str) -> Body {
         Ok(r) if r.jsonrpc == "2.0" => match (r.result, r.error) {
             (Some(result), None) => Body::Result(result, r.id.get().to_owned()),
             (None, Some(error)) if !error.message.is_empty() => {
-                Body::Error(error.code, r.id.get().to_owned())
+                Body::Error(error.code, r.id.get().to_owned(), Said::Is(error.message))
             }
             _ => Body::NotAResponse(shorten(text)),
         },
@@ -224,7 +606,7 @@ fn shorten(text: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Requests.
+// Requests (the JSON-RPC bodies are `common::requests`).
 
 /// `POST /` with a `Content-Length`; `connection` is `close` or `keep-alive`.
 fn http_post(body: &[u8], connection: &str) -> Vec<u8> {
@@ -246,46 +628,9 @@ fn raw(bytes: impl Into<Vec<u8>>) -> Vec<Step> {
     vec![Step::Send(bytes.into())]
 }
 
-/// A request body; `method` is the inside of a JSON string, `params` and `id` are JSON text.
-fn call(method: &str, params: &str, id: &str) -> String {
-    format!(r#"{{"jsonrpc":"2.0","method":"{method}","params":{params},"id":{id}}}"#)
-}
-
-fn verify(token: &str) -> String {
-    call(
-        "session.verify_session_token",
-        &format!(r#"{{"token":{token}}}"#),
-        "1",
-    )
-}
-
-fn close(token: &str) -> String {
-    call(
-        "session.close_session",
-        &format!(r#"{{"token":{token}}}"#),
-        "1",
-    )
-}
-
-fn open(expires_in: &str) -> String {
-    call(
-        "session.open_session",
-        &format!(r#"{{"expires_in":{expires_in}}}"#),
-        "1",
-    )
-}
-
-fn verify_with_id(id: &str) -> String {
-    call(
-        "session.verify_session_token",
-        &format!(r#"["{NEVER_ISSUED}"]"#),
-        id,
-    )
-}
-
-/// A JSON string literal.
-fn quoted(s: &str) -> String {
-    serde_json::to_string(s).expect("string")
+/// `GET <path>` (or another method) over HTTP/1.1 with these header lines.
+fn request_line(method: &str, path: &str, headers: &str) -> Vec<u8> {
+    format!("{method} {path} HTTP/1.1\r\nHost: sessiond\r\n{headers}\r\n").into_bytes()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,15 +648,21 @@ fn inactive() -> Vec<Answer> {
     ok(json!({"active": false}), "1")
 }
 
+fn active() -> Vec<Answer> {
+    ok(json!({"active": true}), "1")
+}
+
 fn closed_true() -> Vec<Answer> {
     ok(json!(true), "1")
 }
 
 fn err(code: i32, id: &str) -> Vec<Answer> {
-    vec![
-        Answer::Http(200, Body::Error(code, id.to_owned())),
-        Answer::Closed,
-    ]
+    http(200, e(code, id))
+}
+
+/// An error with exactly this message.
+fn err_saying(code: i32, id: &str, message: &str) -> Vec<Answer> {
+    http(200, e_saying(code, id, message))
 }
 
 fn http(status: u16, body: Body) -> Vec<Answer> {
@@ -319,7 +670,20 @@ fn http(status: u16, body: Body) -> Vec<Answer> {
 }
 
 fn e(code: i32, id: &str) -> Body {
-    Body::Error(code, id.to_owned())
+    Body::Error(code, id.to_owned(), Said::Any)
+}
+
+fn e_saying(code: i32, id: &str, message: &str) -> Body {
+    Body::Error(code, id.to_owned(), Said::Is(message.to_owned()))
+}
+
+/// Plain text, whatever it says.
+fn text() -> Body {
+    Body::Text(Said::Any)
+}
+
+fn text_saying(text: &str) -> Body {
+    Body::Text(Said::Is(text.to_owned()))
 }
 
 /// Closed without any answer.
@@ -331,10 +695,17 @@ fn closed() -> Vec<Answer> {
 // The table.
 
 enum Probe {
-    /// One connection doing these steps.
+    /// One connection doing these steps, answered in HTTP/1.
     Steps(Vec<Step>),
-    /// `MAX_CONNECTIONS` connections each in the middle of a request, then one more.
+    /// One connection sending HEAD requests: answers without bodies.
+    Head(Vec<Step>),
+    /// One h2c connection doing these steps: the frames the server sends.
+    H2(Vec<Step>),
+    /// `MAX_CONNECTIONS` connections each in the middle of a request, then one more, then
+    /// every probe slot taken, then one more again.
     ConnectionLimit,
+    /// `MAX_CONNECTIONS` idle keep-alive connections, then probes and a call.
+    ProbesWhileFull,
     /// `MAX_CONNECTIONS` connections that send nothing at all, then a normal request once the
     /// header timeout has passed.
     SilentConnections,
@@ -344,7 +715,12 @@ struct Case {
     name: String,
     probe: Probe,
     expect: Vec<Answer>,
+    /// Over (answered and closed) within this.
     within: Duration,
+    /// And not before this: for the cases a timeout must end.
+    not_before: Duration,
+    /// At most this many bytes from the server, when bounded.
+    max_bytes: Option<usize>,
 }
 
 fn case(name: impl Into<String>, probe: Vec<Step>, expect: Vec<Answer>) -> Case {
@@ -353,6 +729,8 @@ fn case(name: impl Into<String>, probe: Vec<Step>, expect: Vec<Answer>) -> Case 
         probe: Probe::Steps(probe),
         expect,
         within: CASE_BOUND,
+        not_before: Duration::ZERO,
+        max_bytes: None,
     }
 }
 
@@ -364,42 +742,14 @@ fn quick(name: impl Into<String>, probe: Vec<Step>, expect: Vec<Answer>) -> Case
     }
 }
 
-/// Every case, grouped by what it attacks.
-fn cases(live_token: &str) -> Vec<Case> {
-    [
-        body_limits(),
-        slow_clients(),
-        deep_nesting(),
-        huge_numbers(),
-        bad_bytes(),
-        duplicate_keys(live_token),
-        batches(),
-        method_names(),
-        http_framing(),
-        live_token_cases(live_token),
-        connection_limits(),
-        wrong_tokens(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
-
 /// `POST / HTTP/1.1` with these header lines (each ending in CRLF), then the blank line.
 fn head(headers: &str) -> Vec<u8> {
-    format!("POST / HTTP/1.1\r\nHost: sessiond\r\n{headers}\r\n").into_bytes()
+    request_line("POST", "/", headers)
 }
 
 /// A verify of a never-issued token.
 fn verify_never() -> String {
     verify(&quoted(NEVER_ISSUED))
-}
-
-/// The same as a notification (no id).
-fn notification() -> String {
-    format!(
-        r#"{{"jsonrpc":"2.0","method":"session.verify_session_token","params":["{NEVER_ISSUED}"]}}"#
-    )
 }
 
 /// A verify padded with white space to exactly `len` bytes.
@@ -413,13 +763,9 @@ fn nested(open: &str, middle: &str, close: &str, n: usize) -> String {
     format!("{}{middle}{}", open.repeat(n), close.repeat(n))
 }
 
-fn batch_of(entries: &[String]) -> String {
-    format!("[{}]", entries.join(","))
-}
-
 /// Bodies over the limit: refused from the declared length before any body is read, or as
 /// soon as a chunked body crosses the limit.
-fn body_limits() -> Vec<Case> {
+fn body_limits(_live: &str) -> Vec<Case> {
     let mut chunked = vec![Step::Send(head("Transfer-Encoding: chunked\r\n"))];
     let mut sent = 0;
     while sent < MAX_BODY {
@@ -466,12 +812,12 @@ fn body_limits() -> Vec<Case> {
         ),
         case(
             "a 1 MB string id is echoed exactly",
-            post(verify_with_id(&big_id)),
+            post(verify_positional(&big_id)),
             ok(json!({"active": false}), &big_id),
         ),
         case(
             "a million-digit id is echoed exactly",
-            post(verify_with_id(&million_digit_id)),
+            post(verify_positional(&million_digit_id)),
             ok(json!({"active": false}), &million_digit_id),
         ),
         case(
@@ -483,7 +829,7 @@ fn body_limits() -> Vec<Case> {
 }
 
 /// Slow clients: the header and body timeouts close them.
-fn slow_clients() -> Vec<Case> {
+fn slow_clients(_live: &str) -> Vec<Case> {
     let tick = Duration::from_millis(100);
     let mut trickled_headers = vec![Step::Send(b"POST / HTTP/1.1\r\n".to_vec())];
     for i in 0..40 {
@@ -521,17 +867,9 @@ fn slow_clients() -> Vec<Case> {
             closed(),
         ),
         quick(
-            "the start of an HTTP/2 preface, then nothing",
-            vec![
-                Step::Send(b"PRI * HTTP/2.0\r\n".to_vec()),
-                Step::Pause(CASE_BOUND),
-            ],
-            closed(),
-        ),
-        quick(
             "a body that never finishes",
             raw(unfinished.clone()),
-            http(408, Body::Text),
+            http(408, text()),
         ),
         quick(
             "a chunked body that never finishes",
@@ -540,23 +878,23 @@ fn slow_clients() -> Vec<Case> {
                 b"4\r\n{\"js\r\n".to_vec(),
             ]
             .concat()),
-            http(408, Body::Text),
+            http(408, text()),
         ),
         quick(
             "a body that trickles, a byte every 100 ms",
             trickled_body,
-            http(408, Body::Text),
+            http(408, text()),
         ),
         quick(
             "a body cut short by the client's half-close",
             vec![Step::Send(unfinished), Step::ShutdownWrite],
-            http(400, Body::Text),
+            http(400, text()),
         ),
     ]
 }
 
 /// Deep nesting (100,000 levels): no stack overflow, an answer by the rules.
-fn deep_nesting() -> Vec<Case> {
+fn deep_nesting(_live: &str) -> Vec<Case> {
     let deep = 100_000;
     let arrays = nested("[", "", "]", deep);
     let batch_of_one_non_object = http(200, Body::Batch(vec![e(-32600, "null")]));
@@ -588,7 +926,7 @@ fn deep_nesting() -> Vec<Case> {
         ),
         case(
             "100k-deep array as the id",
-            post(verify_with_id(&arrays)),
+            post(verify_positional(&arrays)),
             err(-32600, "null"),
         ),
         case(
@@ -600,22 +938,22 @@ fn deep_nesting() -> Vec<Case> {
 }
 
 /// Numbers too large for any integer or float.
-fn huge_numbers() -> Vec<Case> {
+fn huge_numbers(_live: &str) -> Vec<Case> {
     let inactive_as = |id: &str| ok(json!({"active": false}), id);
     vec![
         case(
             "id 1e400 is echoed as sent",
-            post(verify_with_id("1e400")),
+            post(verify_positional("1e400")),
             inactive_as("1e400"),
         ),
         case(
             "id -1e-400 is echoed as sent",
-            post(verify_with_id("-1e-400")),
+            post(verify_positional("-1e-400")),
             inactive_as("-1e-400"),
         ),
         case(
             "a 400-digit id is echoed as sent",
-            post(verify_with_id(&"9".repeat(400))),
+            post(verify_positional(&"9".repeat(400))),
             inactive_as(&"9".repeat(400)),
         ),
         case("expires_in 1e400", post(open("1e400")), err(-32602, "1")),
@@ -652,7 +990,7 @@ fn huge_numbers() -> Vec<Case> {
 }
 
 /// Bytes that are not UTF-8, or not allowed in JSON; escapes that are.
-fn bad_bytes() -> Vec<Case> {
+fn bad_bytes(_live: &str) -> Vec<Case> {
     let in_token = |bytes: &[u8]| {
         [
             br#"{"jsonrpc":"2.0","method":"session.verify_session_token","params":[""#.as_slice(),
@@ -745,39 +1083,83 @@ fn bad_bytes() -> Vec<Case> {
     ]
 }
 
-/// Duplicate keys: refused rather than guessed at.
+/// h2c with prior knowledge: a connection that says it speaks HTTP/2, or starts to, and then
+/// says nothing more is closed by the header timeout.
+fn h2_prefaces(_live: &str) -> Vec<Case> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // A SETTINGS frame with no settings: length 0, type 4, no flags, stream 0.
+    const EMPTY_SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    vec![
+        quick(
+            "the start of an HTTP/2 preface, then nothing",
+            vec![
+                Step::Send(b"PRI * HTTP/2.0\r\n".to_vec()),
+                Step::Pause(CASE_BOUND),
+            ],
+            closed(),
+        ),
+        Case {
+            not_before: HEADER_TIMEOUT,
+            ..quick(
+                "one byte of an HTTP/2 preface, then nothing",
+                vec![Step::Send(b"P".to_vec()), Step::Pause(CASE_BOUND)],
+                closed(),
+            )
+        },
+        Case {
+            probe: Probe::H2(vec![
+                Step::Send([PREFACE, &EMPTY_SETTINGS].concat()),
+                Step::Pause(CASE_BOUND),
+            ]),
+            ..quick(
+                "an h2c preface and an empty SETTINGS frame, then nothing",
+                Vec::new(),
+                vec![Answer::GoAway, Answer::Closed],
+            )
+        },
+    ]
+}
+
+/// Duplicate keys: refused rather than guessed at, under the first id the request carries.
 fn duplicate_keys(live_token: &str) -> Vec<Case> {
     let request = |members: &str| {
         format!(r#"{{"jsonrpc":"2.0",{members},"params":["{NEVER_ISSUED}"],"id":1}}"#)
     };
+    let given_twice = |member: &str| format!(r#"Invalid Request: "{member}" is given twice"#);
     vec![
         case(
             "duplicate method",
             post(request(
                 r#""method":"session.verify_session_token","method":"session.open_session""#,
             )),
-            err(-32600, "null"),
+            err_saying(-32600, "1", &given_twice("method")),
         ),
         case(
             "duplicate jsonrpc",
             post(request(
                 r#""jsonrpc":"1.0","method":"session.verify_session_token""#,
             )),
-            err(-32600, "null"),
+            err_saying(-32600, "1", &given_twice("jsonrpc")),
         ),
         case(
             "duplicate params",
             post(request(
                 r#""method":"session.verify_session_token","params":{}"#,
             )),
-            err(-32600, "null"),
+            err_saying(-32600, "1", &given_twice("params")),
         ),
+        // The escaped "id" comes first in the document: its id is the one echoed.
         case(
             "duplicate id, the second spelled with an escape",
             post(request(
                 r#""method":"session.verify_session_token","\u0069d":2"#,
             )),
-            err(-32600, "null"),
+            err_saying(-32600, "2", &given_twice("id")),
+        ),
+        case(
+            "duplicate id: the first is echoed",
+            post(verify_positional(r#""first""#).replacen('}', r#","id":2}"#, 1)),
+            err_saying(-32600, r#""first""#, &given_twice("id")),
         ),
         case(
             "duplicate token param, the second one live",
@@ -791,9 +1173,9 @@ fn duplicate_keys(live_token: &str) -> Vec<Case> {
     ]
 }
 
-fn batches() -> Vec<Case> {
+fn batches(_live: &str) -> Vec<Case> {
     let hostile_entries = [
-        verify_with_id("1"),
+        verify_positional("1"),
         "1".to_owned(),
         "[]".to_owned(),
         call("Session.Open_Session", "{}", "4"),
@@ -802,19 +1184,31 @@ fn batches() -> Vec<Case> {
         call("session.close_session", r#"["x"]"#, "7").replace('}', r#","id":8}"#),
         call("session.close_session", r#"["{}"]"#, "9"),
         notification(),
-        verify_with_id(r#""last""#),
+        verify_positional(r#""last""#),
     ];
     assert_eq!(hostile_entries.len(), MAX_BATCH);
+    // A megabyte of zeros: a batch far past the limit, refused as soon as it crosses it.
+    let mut zeros = format!("[{}0]", "0,".repeat(524_286));
+    zeros.push_str(&" ".repeat(1_048_576 - zeros.len()));
+    let too_long = format!(
+        "Invalid Request: a batch of more than {MAX_BATCH} requests; at most {MAX_BATCH} are \
+         allowed"
+    );
     vec![
         case(
             "a batch one longer than the limit",
-            post(batch_of(&vec![verify_with_id("1"); MAX_BATCH + 1])),
+            post(batch_of(&vec![verify_positional("1"); MAX_BATCH + 1])),
             err(-32600, "null"),
         ),
         case(
             "a batch of 100,000 numbers",
             post(batch_of(&vec!["1".to_owned(); 100_000])),
             err(-32600, "null"),
+        ),
+        case(
+            "a batch of 1 MB of zeros",
+            post(zeros),
+            err_saying(-32600, "null", &too_long),
         ),
         case(
             "a batch of notifications one longer than the limit",
@@ -833,7 +1227,8 @@ fn batches() -> Vec<Case> {
                     e(-32601, "4"),
                     e(-32602, "5"),
                     e(-32602, "6"),
-                    e(-32600, "null"),
+                    // Two ids: answered under the first.
+                    e_saying(-32600, "7", r#"Invalid Request: "id" is given twice"#),
                     Body::Result(json!(true), "9".into()),
                     Body::Result(json!({"active": false}), r#""last""#.into()),
                 ]),
@@ -846,14 +1241,150 @@ fn batches() -> Vec<Case> {
         ),
         case(
             "a batch inside a batch",
-            post(format!("[[{}]]", verify_with_id("1"))),
+            post(format!("[[{}]]", verify_positional("1"))),
             http(200, Body::Batch(vec![e(-32600, "null")])),
         ),
     ]
 }
 
+/// `rpc.discover` asked for a thousand times in one batch (on an app that allows batches of
+/// [`DISCOVER_BATCH`]): the document once, a short error for every other one.
+fn discover_batches(_live: &str) -> Vec<Case> {
+    let ids = 1..=DISCOVER_BATCH;
+    let entries: Vec<String> = ids
+        .clone()
+        .map(|id| format!(r#"{{"jsonrpc":"2.0","method":"rpc.discover","id":{id}}}"#))
+        .collect();
+    let settings = sessiond::config::Settings::from_vars(Vec::<(String, String)>::new())
+        .expect("default settings");
+    let document: Value =
+        serde_json::from_str(sessiond::openrpc::document(&settings.expiry)).expect("document");
+    let answers = ids
+        .map(|id| match id {
+            1 => Body::Result(document.clone(), "1".into()),
+            id => e_saying(
+                -32600,
+                &id.to_string(),
+                "Invalid Request: rpc.discover is answered once per batch",
+            ),
+        })
+        .collect();
+    vec![Case {
+        max_bytes: Some(256 * 1024),
+        ..case(
+            format!("a batch of {DISCOVER_BATCH} rpc.discover calls"),
+            post(batch_of(&entries)),
+            http(200, Body::Batch(answers)),
+        )
+    }]
+}
+
+/// HEAD on every GET path: the GET's status, and no body.
+fn head_requests(_live: &str) -> Vec<Case> {
+    ["/healthz", "/readyz", "/metrics", "/openrpc.json"]
+        .into_iter()
+        .map(|path| Case {
+            probe: Probe::Head(raw(request_line("HEAD", path, "Connection: close\r\n"))),
+            ..case(
+                format!("HEAD {path} over HTTP/1.1"),
+                Vec::new(),
+                http(200, Body::Empty),
+            )
+        })
+        .collect()
+}
+
+/// A live token is matched by itself and by its upper-case form (letters in UUIDs are
+/// case-insensitive), never by its braces form or its store key.
+fn live_token(live_token: &str) -> Vec<Case> {
+    let upper = live_token.to_uppercase();
+    vec![
+        case(
+            "verifying the upper-case form of a live token",
+            post(verify(&quoted(&upper))),
+            active(),
+        ),
+        case(
+            "closing the live token in braces",
+            post(close(&quoted(&format!("{{{live_token}}}")))),
+            closed_true(),
+        ),
+        case(
+            "verifying the live token's store key is not the token",
+            post(verify(&quoted(&hex_sha256(live_token)))),
+            inactive(),
+        ),
+        case(
+            "the live token itself is still active",
+            post(verify(&quoted(live_token))),
+            active(),
+        ),
+        case(
+            "closing the upper-case form of a live token",
+            post(close(&quoted(&upper))),
+            closed_true(),
+        ),
+        case(
+            "the live token is inactive once its upper-case form is closed",
+            post(verify(&quoted(live_token))),
+            inactive(),
+        ),
+    ]
+}
+
+fn connection_limits(_live: &str) -> Vec<Case> {
+    let served = Answer::Http(200, Body::Result(json!({"active": false}), "1".into()));
+    let timed_out = [Answer::Http(408, text()), Answer::Closed];
+    let refused = [
+        Answer::Http(503, text_saying("connection limit reached; retry later\n")),
+        Answer::ConnectionClose,
+        Answer::Closed,
+    ];
+    let probe = |said: &str| {
+        [
+            Answer::Http(200, text_saying(said)),
+            Answer::ConnectionClose,
+            Answer::Closed,
+        ]
+    };
+    let limit_case = |name: String, probe: Probe, expect: Vec<Answer>| Case {
+        probe,
+        ..case(name, Vec::new(), expect)
+    };
+    vec![
+        // Each held connection is served; the next one gets a probe slot, so its call is 503;
+        // with every probe slot taken too, one more is closed at once, unanswered; the probe
+        // slots end with the header timeout, and each held connection gets 408 for the body
+        // it never finishes.
+        limit_case(
+            format!("more than {MAX_CONNECTIONS} connections at once"),
+            Probe::ConnectionLimit,
+            std::iter::repeat_n(served.clone(), MAX_CONNECTIONS)
+                .chain(refused.clone())
+                .chain([Answer::Closed])
+                .chain(std::iter::repeat_n(Answer::Closed, PROBE_SLOTS))
+                .chain(std::iter::repeat_n(timed_out, MAX_CONNECTIONS).flatten())
+                .collect(),
+        ),
+        limit_case(
+            format!("with {MAX_CONNECTIONS} keep-alive clients, GET /healthz still answers"),
+            Probe::ProbesWhileFull,
+            std::iter::repeat_n(served, MAX_CONNECTIONS)
+                .chain(probe("ok\n"))
+                .chain(probe("ready\n"))
+                .chain(refused)
+                .collect(),
+        ),
+        limit_case(
+            format!("{MAX_CONNECTIONS} connections that send nothing do not lock others out"),
+            Probe::SilentConnections,
+            inactive(),
+        ),
+    ]
+}
+
 /// Method names are exact: case, spaces and look-alike letters matter.
-fn method_names() -> Vec<Case> {
+fn method_names(_live: &str) -> Vec<Case> {
     [
         ("method in title case", "Session.Open_Session".to_owned()),
         (
@@ -880,13 +1411,13 @@ fn method_names() -> Vec<Case> {
 }
 
 /// HTTP framing: versions, pipelining, oversized or contradictory headers.
-fn http_framing() -> Vec<Case> {
+fn http_framing(_live: &str) -> Vec<Case> {
     let body = verify_never();
     let inactive_as =
         |id: &str| Answer::Http(200, Body::Result(json!({"active": false}), id.into()));
     let pipelined = |i: usize, last: bool| {
         let connection = if last { "close" } else { "keep-alive" };
-        http_post(verify_with_id(&i.to_string()).as_bytes(), connection)
+        http_post(verify_positional(&i.to_string()).as_bytes(), connection)
     };
     let with_body = |request_line: &str| {
         format!(
@@ -913,10 +1444,7 @@ fn http_framing() -> Vec<Case> {
                 Step::Send(format!("POST / HTTP/1.0\r\n\r\n{body}").into_bytes()),
                 Step::ShutdownWrite,
             ],
-            vec![
-                Answer::Http10(200, Body::Error(-32700, "null".into())),
-                Answer::Closed,
-            ],
+            vec![Answer::Http10(200, e(-32700, "null")), Answer::Closed],
         ),
         case(
             "three pipelined requests, the middle one broken",
@@ -990,69 +1518,20 @@ fn http_framing() -> Vec<Case> {
         case(
             "GET / with a body",
             raw(with_body("GET / HTTP/1.1")),
-            http(405, Body::Text),
+            http(405, text()),
         ),
         case(
             "a request body sent to an unknown path",
             raw(with_body("POST /session HTTP/1.1")),
-            http(404, Body::Text),
+            http(404, text()),
         ),
     ]
 }
 
-/// A live token is only ever matched by itself.
-fn live_token_cases(live_token: &str) -> Vec<Case> {
-    vec![
-        case(
-            "closing the upper-case form of a live token",
-            post(close(&quoted(&live_token.to_uppercase()))),
-            closed_true(),
-        ),
-        case(
-            "closing the live token in braces",
-            post(close(&quoted(&format!("{{{live_token}}}")))),
-            closed_true(),
-        ),
-        case(
-            "verifying the live token's store key is not the token",
-            post(verify(&quoted(&hex_sha256(live_token)))),
-            inactive(),
-        ),
-        case(
-            "the live token itself is still active",
-            post(verify(&quoted(live_token))),
-            ok(json!({"active": true}), "1"),
-        ),
-    ]
-}
-
-fn connection_limits() -> Vec<Case> {
-    let served = Answer::Http(200, Body::Result(json!({"active": false}), "1".into()));
-    let timed_out = [Answer::Http(408, Body::Text), Answer::Closed];
-    vec![
-        Case {
-            name: format!("more than {MAX_CONNECTIONS} connections at once"),
-            probe: Probe::ConnectionLimit,
-            // Each held connection is served, the extra one is closed unanswered, then each
-            // held one gets 408 for the body it never finishes.
-            expect: std::iter::repeat_n(served, MAX_CONNECTIONS)
-                .chain([Answer::Closed])
-                .chain(std::iter::repeat_n(timed_out, MAX_CONNECTIONS).flatten())
-                .collect(),
-            within: CASE_BOUND,
-        },
-        Case {
-            name: format!("{MAX_CONNECTIONS} connections that send nothing do not lock others out"),
-            probe: Probe::SilentConnections,
-            expect: inactive(),
-            within: CASE_BOUND,
-        },
-    ]
-}
-
-/// Tokens of every wrong shape: inactive to verify, `true` to close (and never a store key);
-/// tokens that are not strings: -32602.
-fn wrong_tokens() -> Vec<Case> {
+/// Tokens of every wrong shape (and a never-issued token in upper case, which is well formed:
+/// letters in UUIDs are case-insensitive): inactive to verify, `true` to close, and never a
+/// store key written; tokens that are not strings: -32602.
+fn wrong_tokens(_live: &str) -> Vec<Case> {
     let shapes: [(&str, String); 16] = [
         ("empty", String::new()),
         ("upper case", NEVER_ISSUED.to_uppercase()),
@@ -1127,23 +1606,46 @@ fn hex_sha256(s: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Running the table.
 
-/// Runs one case; returns what was seen and how long it took.
-async fn run(addr: SocketAddr, case: &Case) -> (Vec<Answer>, Duration) {
+/// What one case saw: the answers, how long it took, and how many bytes the server sent.
+struct Seen {
+    answers: Vec<Answer>,
+    elapsed: Duration,
+    bytes: usize,
+}
+
+/// Runs one case.
+async fn run(addr: SocketAddr, case: &Case) -> Seen {
+    let one = |parse: fn(&[u8]) -> Vec<Answer>, exchange: Exchange| {
+        let mut answers = parse(&exchange.received);
+        answers.push(exchange.end);
+        Seen {
+            answers,
+            elapsed: exchange.elapsed,
+            bytes: exchange.received.len(),
+        }
+    };
     match &case.probe {
-        Probe::Steps(steps) => exchange(addr, steps.clone(), case.within).await,
+        Probe::Steps(steps) => one(
+            |r| parse_responses(r, Reading::PLAIN),
+            exchange(addr, steps.clone(), case.within).await,
+        ),
+        Probe::Head(steps) => one(
+            |r| parse_responses(r, Reading::HEAD),
+            exchange(addr, steps.clone(), case.within).await,
+        ),
+        Probe::H2(steps) => one(h2_frames, exchange(addr, steps.clone(), case.within).await),
         Probe::ConnectionLimit => connection_limit(addr).await,
+        Probe::ProbesWhileFull => probes_while_full(addr).await,
         Probe::SilentConnections => silent_connections(addr).await,
     }
 }
 
-/// Fills every connection slot with a connection in the middle of a request body, then opens
-/// one more: it must be closed unanswered while the others are kept, and each held one then
-/// gets 408 from the body timeout.
-async fn connection_limit(addr: SocketAddr) -> (Vec<Answer>, Duration) {
-    // Let the connections of earlier cases release their slots.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let started = Instant::now();
-    let body = verify(&quoted(NEVER_ISSUED));
+/// `MAX_CONNECTIONS` connections, each served one call and kept open; with `unfinished`, each
+/// then starts another request and leaves its body unfinished (the slot stays taken until the
+/// body timeout), otherwise it stays idle (until the keep-alive ends with the header timeout).
+/// The connections, and what each was answered.
+async fn hold_every_slot(addr: SocketAddr, unfinished: bool) -> (Vec<TcpStream>, Vec<Answer>) {
+    let body = verify_never();
     let mut answers = Vec::new();
     let mut held = Vec::new();
     for _ in 0..MAX_CONNECTIONS {
@@ -1152,42 +1654,96 @@ async fn connection_limit(addr: SocketAddr) -> (Vec<Answer>, Duration) {
             .write_all(&http_post(body.as_bytes(), "keep-alive"))
             .await
             .expect("write");
-        let first = read_one_response(&mut stream).await;
-        answers.extend(first);
-        // Start another request and leave its body unfinished: the slot stays taken.
-        let _ = stream
-            .write_all(b"POST / HTTP/1.1\r\nHost: s\r\nContent-Length: 100\r\n\r\n{")
-            .await;
+        answers.extend(read_one_response(&mut stream).await);
+        if unfinished {
+            let _ = stream
+                .write_all(b"POST / HTTP/1.1\r\nHost: s\r\nContent-Length: 100\r\n\r\n{")
+                .await;
+        }
         held.push(stream);
     }
-    let (extra, _) = exchange(addr, post(&body), Duration::from_secs(2)).await;
-    answers.extend(extra);
-    for mut stream in held {
+    (held, answers)
+}
+
+/// One request on a connection of its own, its answers read noting `Connection: close`.
+async fn noting_close(addr: SocketAddr, request: Vec<u8>) -> Vec<Answer> {
+    let seen = exchange(addr, raw(request), Duration::from_secs(2)).await;
+    let mut answers = parse_responses(&seen.received, Reading::NOTE_CLOSE);
+    answers.push(seen.end);
+    answers
+}
+
+/// Fills every connection slot with a connection in the middle of a request body; one more
+/// gets a probe slot, where a call is 503; then every probe slot is taken by a connection that
+/// sends nothing, and one more is closed at once, unanswered. Each held connection then gets
+/// 408 from the body timeout.
+async fn connection_limit(addr: SocketAddr) -> Seen {
+    // Let the connections of earlier cases release their slots.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let (held, mut answers) = hold_every_slot(addr, true).await;
+    answers.extend(noting_close(addr, http_post(verify_never().as_bytes(), "close")).await);
+    // Let that connection release its probe slot.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut probes = Vec::new();
+    for _ in 0..PROBE_SLOTS {
+        probes.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    let extra = exchange(addr, post(verify_never()), Duration::from_secs(2)).await;
+    answers.extend(parse_responses(&extra.received, Reading::PLAIN));
+    answers.push(match extra.end {
+        Answer::Closed if extra.elapsed >= HEADER_TIMEOUT / 2 => Answer::ClosedLate(extra.elapsed),
+        end => end,
+    });
+    for mut stream in probes.into_iter().chain(held) {
         let mut received = Vec::new();
         let end = read_to_end(&mut stream, &mut received, CASE_BOUND).await;
-        answers.extend(parse_responses(&received));
+        answers.extend(parse_responses(&received, Reading::PLAIN));
         answers.push(end);
     }
-    (answers, started.elapsed())
+    Seen {
+        answers,
+        elapsed: started.elapsed(),
+        bytes: 0,
+    }
+}
+
+/// Holds every connection slot with an idle keep-alive connection, then asks `/healthz` and
+/// `/readyz` and makes a call, each on a connection of its own.
+async fn probes_while_full(addr: SocketAddr) -> Seen {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let (held, mut answers) = hold_every_slot(addr, false).await;
+    for path in ["/healthz", "/readyz"] {
+        answers.extend(noting_close(addr, request_line("GET", path, "")).await);
+    }
+    answers.extend(noting_close(addr, http_post(verify_never().as_bytes(), "close")).await);
+    drop(held);
+    Seen {
+        answers,
+        elapsed: started.elapsed(),
+        bytes: 0,
+    }
 }
 
 /// Opens `MAX_CONNECTIONS` connections that never send a byte, waits past the header
 /// timeout, and makes one normal call.
-async fn silent_connections(addr: SocketAddr) -> (Vec<Answer>, Duration) {
+async fn silent_connections(addr: SocketAddr) -> Seen {
     let started = Instant::now();
     let mut silent = Vec::new();
     for _ in 0..MAX_CONNECTIONS {
         silent.push(TcpStream::connect(addr).await.expect("connect"));
     }
     tokio::time::sleep(HEADER_TIMEOUT * 3).await;
-    let (answers, _) = exchange(
-        addr,
-        post(verify(&quoted(NEVER_ISSUED))),
-        Duration::from_secs(2),
-    )
-    .await;
+    let seen = exchange(addr, post(verify_never()), Duration::from_secs(2)).await;
+    let mut answers = parse_responses(&seen.received, Reading::PLAIN);
+    answers.push(seen.end);
     drop(silent);
-    (answers, started.elapsed())
+    Seen {
+        answers,
+        elapsed: started.elapsed(),
+        bytes: 0,
+    }
 }
 
 /// Reads one response (headers and `Content-Length` body) from a kept-alive connection.
@@ -1196,13 +1752,17 @@ async fn read_one_response(stream: &mut TcpStream) -> Vec<Answer> {
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        let answers = parse_responses(&received);
+        let answers = parse_responses(&received, Reading::PLAIN);
         if matches!(answers.first(), Some(Answer::Http(..))) {
             return answers;
         }
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
             Ok(Ok(0) | Err(_)) => {
-                return [parse_responses(&received), vec![Answer::Closed]].concat();
+                return [
+                    parse_responses(&received, Reading::PLAIN),
+                    vec![Answer::Closed],
+                ]
+                .concat();
             }
             Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
             Err(_) => return vec![Answer::Hung],
@@ -1222,11 +1782,15 @@ async fn read_to_end(stream: &mut TcpStream, received: &mut Vec<u8>, bound: Dura
     }
 }
 
-/// Runs the whole table once; returns one line per case that did not get its answer.
+/// Runs the cases one after another; returns one line per case that did not get its answer.
 async fn run_table(addr: SocketAddr, cases: &[Case]) -> Vec<String> {
     let mut failures = Vec::new();
     for case in cases {
-        let (mut seen, elapsed) = run(addr, case).await;
+        let Seen {
+            answers: mut seen,
+            elapsed,
+            bytes,
+        } = run(addr, case).await;
         // A result whose exact value is not fixed (a fresh token) is compared by shape.
         if case.expect.first() == Some(&Answer::Http(200, Body::Result(Value::Null, "1".into()))) {
             if let Some(Answer::Http(200, Body::Result(result, _))) = seen.first_mut() {
@@ -1247,6 +1811,16 @@ async fn run_table(addr: SocketAddr, cases: &[Case]) -> Vec<String> {
                 "{}: answered, but after {elapsed:?} (bound {:?})",
                 case.name, case.within
             ));
+        } else if elapsed < case.not_before {
+            failures.push(format!(
+                "{}: over after {elapsed:?}, before {:?}",
+                case.name, case.not_before
+            ));
+        } else if let Some(max) = case.max_bytes.filter(|&max| bytes > max) {
+            failures.push(format!(
+                "{}: answered with {bytes} bytes (bound {max})",
+                case.name
+            ));
         }
         // Let the server release the connection's slot before the next case.
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1254,113 +1828,11 @@ async fn run_table(addr: SocketAddr, cases: &[Case]) -> Vec<String> {
     failures
 }
 
-/// This process's resident set size in KiB (the app runs in this process).
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// One call over a fresh connection; the answer's JSON.
 async fn rpc(addr: SocketAddr, body: &str) -> Value {
-    let (answers, _) = exchange(addr, post(body), CASE_BOUND).await;
-    match answers.first() {
+    let seen = exchange(addr, post(body), CASE_BOUND).await;
+    match parse_responses(&seen.received, Reading::PLAIN).first() {
         Some(Answer::Http(200, Body::Result(result, _))) => result.clone(),
         other => panic!("expected a result for {body}, got {other:?}"),
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_input_gets_its_documented_answer_and_leaves_the_service_whole() {
-    let redis = RedisServer::start();
-    let app = spawn_app(&[
-        ("SESSIOND_REDIS_URL", &redis.url()),
-        ("SESSIOND_MAX_BODY_BYTES", &MAX_BODY.to_string()),
-        ("SESSIOND_MAX_BATCH", &MAX_BATCH.to_string()),
-        ("SESSIOND_MAX_CONNECTIONS", &MAX_CONNECTIONS.to_string()),
-        (
-            "SESSIOND_HEADER_TIMEOUT_MS",
-            &HEADER_TIMEOUT.as_millis().to_string(),
-        ),
-        (
-            "SESSIOND_BODY_TIMEOUT_MS",
-            &BODY_TIMEOUT.as_millis().to_string(),
-        ),
-    ])
-    .await;
-    let addr = app.addr;
-
-    let live = rpc(addr, &open("600")).await;
-    let live_token = live["access_token"].as_str().expect("token").to_owned();
-    let cases = cases(&live_token);
-    assert!(cases.len() >= 40, "{} cases", cases.len());
-
-    // The first pass is also the warm-up for the memory figures.
-    let rss_before = rss_kib();
-    let failures = run_table(addr, &cases).await;
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
-    let rss_warm = rss_kib();
-    let failures = run_table(addr, &cases).await;
-    assert!(
-        failures.is_empty(),
-        "on the second pass:\n{}",
-        failures.join("\n")
-    );
-
-    // The service still answers normally.
-    let opened = rpc(addr, &open("60")).await;
-    let token = opened["access_token"].as_str().expect("token").to_owned();
-    assert_eq!(opened["expires_in"], 60);
-    assert_eq!(
-        rpc(addr, &verify(&quoted(&token))).await,
-        json!({"active": true})
-    );
-    assert_eq!(
-        rpc(addr, &verify(&quoted(&live_token))).await,
-        json!({"active": true})
-    );
-    assert_eq!(rpc(addr, &close(&quoted(&token))).await, json!(true));
-    assert_eq!(
-        rpc(addr, &verify(&quoted(&token))).await,
-        json!({"active": false})
-    );
-
-    // Redis holds hashed session keys only: nothing a hostile token wrote.
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query(&mut redis.client())
-        .expect("KEYS");
-    let expected_key = format!("sessiond:{}", hex_sha256(&live_token));
-    for key in &keys {
-        let hex = key.strip_prefix("sessiond:").unwrap_or_default();
-        assert!(
-            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
-            "unexpected key {key:?}"
-        );
-    }
-    assert!(keys.contains(&expected_key), "{keys:?}");
-
-    let rss_after = rss_kib();
-    eprintln!(
-        "VmRSS: {rss_before} KiB before the table, {rss_warm} KiB after the first pass, \
-         {rss_after} KiB after the second ({} cases each)",
-        cases.len()
-    );
-    assert!(
-        rss_after <= rss_before + RSS_GROWTH_BOUND_KIB,
-        "resident memory grew from {rss_before} KiB to {rss_after} KiB"
-    );
-    assert!(
-        rss_after <= rss_warm + RSS_PASS_GROWTH_BOUND_KIB,
-        "resident memory grew from {rss_warm} KiB to {rss_after} KiB over one pass"
-    );
 }

@@ -10,16 +10,11 @@ use std::time::{Duration, Instant};
 
 use common::free_port;
 use common::process::{get_status, json_body, post, start, stop_and_collect_logs};
+use common::requests::{quoted, verify_as};
 use common::tls::make_certificates;
 
 const OPEN: &str =
     r#"{"jsonrpc":"2.0","method":"session.open_session","params":{"expires_in":60},"id":1}"#;
-
-fn verify_body(token: &str) -> String {
-    format!(
-        r#"{{"jsonrpc":"2.0","method":"session.verify_session_token","params":{{"token":"{token}"}},"id":2}}"#
-    )
-}
 
 /// A redis-server started with arbitrary arguments, killed on drop.
 struct Server(Child, PathBuf);
@@ -106,7 +101,7 @@ fn sessions_over_tls_with_a_trusted_ca() {
             .as_str()
             .unwrap_or_else(|| panic!("{opened}"));
         assert_eq!(
-            json_body(&post(http, &verify_body(token)))["result"]["active"],
+            json_body(&post(http, &verify_as(&quoted(token), "2")))["result"]["active"],
             true
         );
         assert_eq!(get_status(http, "/readyz"), 200);
@@ -168,7 +163,7 @@ fn an_acl_user_limited_to_the_key_prefix_and_the_four_commands() {
         .unwrap_or_else(|| panic!("{opened}"))
         .to_owned();
     assert_eq!(
-        json_body(&post(http, &verify_body(&token)))["result"]["active"],
+        json_body(&post(http, &verify_as(&quoted(&token), "2")))["result"]["active"],
         true
     );
     assert_eq!(get_status(http, "/readyz"), 200);

@@ -8,10 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{
-    Load, SENTINEL_DOWN_AFTER_MS, SENTINEL_MASTER_NAME, SentinelGroup, assert_ready_within,
-    assert_unready_and_failing_fast, free_ports, loopback_urls,
-};
+use common::failover::{Load, assert_ready_within, assert_unready_and_failing_fast};
+use common::redis_nodes::{free_ports, loopback_urls};
+use common::sentinel::{SENTINEL_DOWN_AFTER_MS, SENTINEL_MASTER_NAME, SentinelGroup};
 use common::{TestApp, spawn_app};
 use hyper::StatusCode;
 use sessiond::store::key::SessionKey;
@@ -108,10 +107,10 @@ async fn the_api_works_on_the_master_the_sentinels_name() {
 /// TLS, and the URL's scheme and credentials serve for both.
 #[test]
 fn sessions_over_tls_with_a_password() {
-    let group = common::cluster::TlsTopology::sentinel("tls-sentinel-secret");
+    let group = common::tls_topology::TlsTopology::sentinel("tls-sentinel-secret");
     let sentinel = group.sentinel_port.expect("a sentinel");
     let url = format!("rediss://:tls-sentinel-secret@127.0.0.1:{sentinel}");
-    common::cluster::sessions_over_tls(
+    common::tls_topology::sessions_over_tls(
         &[
             ("SESSIOND_REDIS_MODE", "sentinel"),
             ("SESSIOND_REDIS_URL", &url),

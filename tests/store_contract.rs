@@ -203,12 +203,12 @@ async fn cluster_store_keeps_the_contract() {
 async fn sentinel_store_keeps_the_contract() {
     // A password on the master, the replica and the sentinels alike, reached as a
     // least-privilege ACL user that exists on all of them.
-    let group = common::cluster::SentinelGroup::start_with_password("sentinel-secret");
+    let group = common::sentinel::SentinelGroup::start_with_password("sentinel-secret");
     let sentinels = group.add_user("sessiond", "user-secret", SENTINEL_DATA_ACL, SENTINEL_ACL);
     let sentinels: Vec<String> = sentinels.split(',').map(str::to_owned).collect();
     let store = SentinelStore::new(
         &sentinels,
-        common::cluster::SENTINEL_MASTER_NAME,
+        common::sentinel::SENTINEL_MASTER_NAME,
         "contract:",
         Duration::from_secs(1),
     )

@@ -3,12 +3,18 @@
 
 #![allow(dead_code)]
 
+pub mod acl;
 pub mod cluster;
+pub mod failover;
 pub mod nginx;
 pub mod process;
+pub mod redis_nodes;
 pub mod relay;
 pub mod replica;
+pub mod requests;
+pub mod sentinel;
 pub mod tls;
+pub mod tls_topology;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
