@@ -9,6 +9,9 @@
 --     mixed   TOKENS CLOSE    per 20 requests: 18 verify (TOKENS, cycled), 1 open, 1 close
 --                             (CLOSE, each once) = 90/5/5
 --     batch   TOKENS SIZE     one HTTP request carrying SIZE verify calls
+--     introspect TOKENS       session.introspect_session, cycling through the live tokens
+--     auth    TOKENS          GET /auth with Authorization: Bearer <token>, cycled
+--   the ceiling reference (bench/ceiling.rs) takes the verify mode: the same requests
 --   webdis modes (GET, webdis's URL form):
 --     exists  KEYS            GET /EXISTS/<key>, cycling through live keys
 --     set                     GET /SET/<new key>/1/EX/3600
@@ -114,6 +117,16 @@ function init(args)
       end
       pool[#pool + 1] = post("[" .. table.concat(parts, ",") .. "]")
     end
+  elseif mode == "introspect" then
+    pool = {}
+    for i, token in ipairs(read_lines(args[2], tid, nthreads)) do
+      pool[i] = post(rpc("session.introspect_session", '{"token":"' .. token .. '"}', 1))
+    end
+  elseif mode == "auth" then
+    pool = {}
+    for i, token in ipairs(read_lines(args[2], tid, nthreads)) do
+      pool[i] = wrk.format("GET", "/auth", { ["Authorization"] = "Bearer " .. token })
+    end
   elseif mode == "exists" then
     pool = {}
     for i, key in ipairs(read_lines(args[2], tid, nthreads)) do
@@ -130,7 +143,8 @@ function init(args)
 end
 
 function request()
-  if mode == "verify" or mode == "batch" or mode == "exists" then
+  if mode == "verify" or mode == "batch" or mode == "exists" or mode == "introspect"
+      or mode == "auth" then
     return next_cycled()
   elseif mode == "open" then
     return static_open

@@ -128,9 +128,19 @@ impl ApiKeys {
                 .map(|(_, v)| v.into_owned().into_bytes())
                 .unwrap_or_default()
         };
-        let name = unescape(&decoded[..colon]);
-        let secret = unescape(&decoded[colon + 1..]);
-        self.find(&name, &secret)
+        let (raw_name, raw_secret) = (&decoded[..colon], &decoded[colon + 1..]);
+        let (name, secret) = (unescape(raw_name), unescape(raw_secret));
+        // RFC 6749 asks clients to form-encode both parts first; many (authlib, Spring's
+        // BasicAuthenticationInterceptor) send them as they are: a secret with `+` or `%`
+        // then only matches unescaped.
+        self.find(&name, &secret).or_else(|| {
+            let escaped = name != raw_name || secret != raw_secret;
+            if escaped {
+                self.find(raw_name, raw_secret)
+            } else {
+                None
+            }
+        })
     }
 
     /// The key named `name` whose secret is `secret`, looking at every key whatever the name.

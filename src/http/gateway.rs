@@ -30,6 +30,8 @@ pub const SUBJECT: HeaderName = HeaderName::from_static("x-session-subject");
 pub const SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 /// `X-Session-Expires-In`
 pub const EXPIRES_IN: HeaderName = HeaderName::from_static("x-session-expires-in");
+/// `X-Accel-Expires` (nginx)
+pub const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
 
 /// Answers a request on `/auth` or under it.
 pub async fn check(app: &App, req: &Request<Incoming>) -> Response<Body> {
@@ -78,13 +80,16 @@ async fn answer(app: &App, headers: &HeaderMap) -> (&'static str, Response<Body>
             }
             headers.insert(EXPIRES_IN, HeaderValue::from(session.expires_in));
             let max_age = app.settings.http.auth_cache_max_age.min(session.expires_in);
-            let cache = if max_age == 0 {
-                HeaderValue::from_static("no-store")
+            if max_age == 0 {
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             } else {
-                HeaderValue::from_str(&format!("private, max-age={max_age}"))
-                    .unwrap_or(HeaderValue::from_static("no-store"))
-            };
-            headers.insert(CACHE_CONTROL, cache);
+                let cache = HeaderValue::from_str(&format!("private, max-age={max_age}"))
+                    .unwrap_or(HeaderValue::from_static("no-store"));
+                headers.insert(CACHE_CONTROL, cache);
+                // nginx's proxy_cache never stores a `private` answer; X-Accel-Expires, which
+                // it reads first, lets a gateway cache keyed by the token do so.
+                headers.insert(X_ACCEL_EXPIRES, HeaderValue::from(max_age));
+            }
             ("allowed", response)
         }
         Ok(None) => ("inactive", unauthorized("Bearer error=\"invalid_token\"")),

@@ -128,7 +128,8 @@ impl<S: SessionStore> Sessions<S> {
             let index = subject.map(|subject| IndexEntry {
                 subject,
                 session: key,
-                expires_at: now + expires_in,
+                // Rounded up: `now` is whole seconds, the TTL starts from the real moment.
+                expires_at: now + expires_in + 1,
                 now,
             });
             let created = self
@@ -258,7 +259,8 @@ impl<S: SessionStore> Sessions<S> {
             let entry = IndexEntry {
                 subject: SubjectKey::of(&subject),
                 session: key,
-                expires_at: now + granted,
+                // Rounded up: `now` is whole seconds, the TTL starts from the real moment.
+                expires_at: now + granted + 1,
                 now,
             };
             self.bounded(Operation::index, self.store.reindex(&entry))

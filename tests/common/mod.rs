@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod acl;
+pub mod caddy;
 pub mod cluster;
 pub mod failover;
 pub mod nginx;
