@@ -89,10 +89,19 @@ pub async fn serve(
         write_timeout: http.body_timeout,
         write_deadline: None,
     });
+    // Boxed: an idle connection's task is then only as large as the protocol it speaks (the
+    // h2 connection's state is several times an HTTP/1 one's).
     let result = if h2 {
-        serve_h2(app.clone(), protocols, io, admission, &mut phase).await
+        Box::pin(serve_h2(app.clone(), protocols, io, admission, &mut phase)).await
     } else {
-        serve_http1(app.clone(), protocols, io, admission, &mut phase).await
+        Box::pin(serve_http1(
+            app.clone(),
+            protocols,
+            io,
+            admission,
+            &mut phase,
+        ))
+        .await
     };
     if let Err(err) = result {
         tracing::debug!(%peer, error = %err, "connection ended with an error");
