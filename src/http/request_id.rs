@@ -2,11 +2,9 @@
 //! the response; and the id of the request being served, for the problems logged while
 //! serving it.
 //!
-//! The id reaches those log lines through a task-local, not through a `tracing` span: a span
-//! enabled at the default level would be made on every request, and tracing-subscriber
-//! formats a span's fields into text when it is made, whether or not anything is then logged
-//! in it (12 % of a verify's instructions; BENCHMARKS.md). The `request` span exists at
-//! `debug`, where every call is logged anyway.
+//! The id reaches those log lines through a task-local, not a `tracing` span: a span made on
+//! every request costs a formatting of its fields whether or not anything is logged
+//! (measured in docs/BENCHMARKS.md). The `request` span exists at `debug` only.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
