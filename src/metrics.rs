@@ -318,7 +318,7 @@ impl Metrics {
         );
         registry.register(
             "unauthorized_requests",
-            "Requests refused with 401 for a missing or wrong API key",
+            "Requests refused for a missing or wrong API key (401; 403 on /auth)",
             metrics.unauthorized.clone(),
         );
         registry.register(

@@ -416,6 +416,12 @@ async fn bad_input_is_refused_naming_the_param_and_nothing_reaches_redis() {
             json!(["alice", {"token": live}]),
             "except_token",
         ),
+        // A malformed except_token would keep nothing open: refused instead.
+        (
+            CLOSE_SESSIONS,
+            json!({"subject": "alice", "except_token": "not-a-token"}),
+            "except_token",
+        ),
         // session_ids: a list of strings.
         (
             CLOSE_SESSIONS,

@@ -238,10 +238,59 @@ async fn metrics_can_require_an_api_key() {
         .body(Full::default())
         .expect("request");
     assert_eq!(app.send(request).await.0, StatusCode::OK);
+    // Scrapes are not JSON-RPC callers: sessiond_caller_requests_total does not count them.
+    let request = Request::get(app.url("/metrics"))
+        .header("authorization", "Bearer scrape-me")
+        .body(Full::default())
+        .expect("request");
+    let (_, _, body) = app.send(request).await;
+    assert!(
+        !body.contains("sessiond_caller_requests_total{caller=\"ops\"}"),
+        "scrapes are not counted as calls: {body}"
+    );
     let open = common::spawn_app(&[("SESSIOND_API_KEYS", "ops:scrape-me")]).await;
     assert_eq!(
         open.get("/metrics").await.0,
         StatusCode::OK,
         "open unless asked"
+    );
+}
+
+/// `rpc.discover` and `/openrpc.json` describe the configured bounds of `expires_in`, not the
+/// defaults.
+#[tokio::test]
+async fn the_openrpc_document_states_the_configured_expiry_bounds() {
+    let app = common::spawn_app(&[
+        ("SESSIOND_MAX_EXPIRES_IN", "600"),
+        ("SESSIOND_DEFAULT_EXPIRES_IN", "60"),
+    ])
+    .await;
+    let (status, text) = app.get("/openrpc.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let document: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let open = document["methods"]
+        .as_array()
+        .expect("methods")
+        .iter()
+        .find(|m| m["name"] == "session.open_session")
+        .expect("open_session");
+    let expires_in = &open["params"][0];
+    assert_eq!(
+        expires_in["schema"]["oneOf"][0]["maximum"], 600,
+        "{expires_in}"
+    );
+    let description = expires_in["description"].as_str().expect("description");
+    assert!(
+        description.contains("600") && description.contains("60 "),
+        "{description}"
+    );
+    let discovered = app.call("rpc.discover", json!([])).await;
+    assert_eq!(
+        discovered["result"], document,
+        "rpc.discover answers the same document"
+    );
+    assert!(
+        !text.contains("__MAX_EXPIRES_IN__"),
+        "every placeholder is filled"
     );
 }

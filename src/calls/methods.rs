@@ -159,13 +159,7 @@ impl<'a> Method<'a> {
                     bind(name, params, ["subject", "except_token", "session_ids"])?;
                 Ok(Self::CloseSessions {
                     subject: required_subject(subject)?,
-                    except_token: optional(except_token)
-                        .map(|raw| {
-                            json_str(raw).ok_or_else(|| {
-                                RpcError::invalid_params("except_token must be a string")
-                            })
-                        })
-                        .transpose()?,
+                    except_token: optional(except_token).map(except_token_param).transpose()?,
                     session_ids: optional(session_ids).map(session_ids_param).transpose()?,
                 })
             }
@@ -373,7 +367,7 @@ fn required_subject(raw: Option<&RawValue>) -> Result<Cow<'_, str>, RpcError> {
 fn metadata_param(raw: &RawValue) -> Result<String, RpcError> {
     let refused = || {
         RpcError::invalid_params(format!(
-            "metadata must be a JSON object of at most {MAX_METADATA_BYTES} bytes"
+            "metadata must be a JSON object of at most {MAX_METADATA_BYTES} bytes, nested at most 128 deep"
         ))
     };
     if !raw.get().starts_with('{') {
@@ -386,6 +380,18 @@ fn metadata_param(raw: &RawValue) -> Result<String, RpcError> {
         return Err(refused());
     }
     Ok(compact)
+}
+
+/// The session to keep open: a token of the shape this service issues (any letter case). A
+/// malformed one is refused rather than quietly keeping nothing open.
+fn except_token_param(raw: &RawValue) -> Result<Cow<'_, str>, RpcError> {
+    json_str(raw)
+        .filter(|token| crate::session::token::normalise(token).is_some())
+        .ok_or_else(|| {
+            RpcError::invalid_params(
+                "except_token must be an access_token returned by session.open_session",
+            )
+        })
 }
 
 fn session_ids_param(raw: &RawValue) -> Result<Vec<String>, RpcError> {
