@@ -1,29 +1,29 @@
 //! The request decoder on any bytes: the trailing-comma repair, the body's split into single
 //! and batch requests, each entry's envelope and the method with its params. Nothing may
-//! panic, and what comes out must obey the decoder's own rules (checked below). The one-pass
-//! decoder of the common request (`rpc::fast`) must never accept what the general path would
-//! answer otherwise.
+//! panic, and what comes out must obey the decoder's own rules (checked below). A request is
+//! judged the same whether it is the whole body or a batch entry.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
-use sessiond::methods::{ExpiryLimits, Method};
-use sessiond::rpc::envelope::{Incoming, parse_body, parse_request};
-use sessiond::rpc::fast;
+use sessiond::calls::methods::Method;
+use sessiond::rpc::envelope::{Entry, Incoming, parse_body, parse_request};
 use sessiond::rpc::lenient::strip_trailing_commas;
+use sessiond::session::expiry::ExpiryLimits;
 
 const MAX_BATCH: usize = 16;
 const LIMITS: ExpiryLimits = ExpiryLimits {
     default: 2_592_000,
     max: 31_536_000,
+    max_lifetime: None,
 };
 
 fuzz_target!(|data: &[u8]| {
     lenient(data);
     if let Ok(text) = std::str::from_utf8(data) {
-        fast_agrees(text);
+        alone_and_in_a_batch_agree(text);
     }
 
     let mut scratch = Vec::new();
@@ -31,11 +31,11 @@ fuzz_target!(|data: &[u8]| {
     let strictly_json = std::str::from_utf8(data)
         .is_ok_and(|text| serde_json::from_str::<IgnoredAny>(text).is_ok());
     match parse_body(data, &mut scratch, MAX_BATCH) {
-        Ok(Incoming::Single(raw)) => entry(raw),
+        Ok(Incoming::Single(judged)) => entry(judged),
         Ok(Incoming::Batch(entries)) => {
             assert!(!entries.is_empty() && entries.len() <= MAX_BATCH);
-            for raw in entries {
-                entry(raw);
+            for judged in entries {
+                entry(judged);
             }
         }
         Err(error) => {
@@ -49,17 +49,25 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// What the one-pass decoder accepts, the general path accepts as the same call and id.
-fn fast_agrees(text: &str) {
-    let Some(call) = fast::decode(text, &LIMITS) else {
+/// A request decoded as the whole body and as a batch entry is judged the same.
+fn alone_and_in_a_batch_agree(text: &str) {
+    let mut scratch = Vec::new();
+    let Ok(Incoming::Single(whole)) = parse_body(text.as_bytes(), &mut scratch, MAX_BATCH) else {
         return;
     };
-    let raw: &RawValue = serde_json::from_str(text).expect("fast accepted non-JSON");
-    let request = parse_request(raw).expect("fast accepted an invalid request");
-    let method =
-        Method::parse(&request.method, request.params, &LIMITS).expect("fast accepted bad params");
-    assert_eq!(call.id.map(RawValue::get), request.id.map(RawValue::get));
-    assert_eq!(call.method, method);
+    let Ok(raw) = serde_json::from_str::<&RawValue>(text) else {
+        return;
+    };
+    let summary = |entry: Entry<'_>| match entry {
+        Ok(request) => (
+            request.id.map(|id| id.get().to_owned()),
+            Method::parse(&request.method, request.params, &LIMITS)
+                .map(Method::into_owned)
+                .map_err(|e| e.code),
+        ),
+        Err(rejected) => (Some(rejected.id.get().to_owned()), Err(rejected.error.code)),
+    };
+    assert_eq!(summary(whole), summary(parse_request(raw)));
 }
 
 /// The repair only ever removes commas, and removes every trailing one at once.
@@ -85,11 +93,10 @@ fn lenient(data: &[u8]) {
     );
 }
 
-/// One entry: valid JSON; when accepted as a request, its id and params have allowed shapes
-/// and its method decodes without panicking.
-fn entry(raw: &RawValue) {
-    assert!(serde_json::from_str::<IgnoredAny>(raw.get()).is_ok());
-    match parse_request(raw) {
+/// One judged entry: when accepted as a request, its id and params have allowed shapes and
+/// its method decodes without panicking.
+fn entry(judged: Entry<'_>) {
+    match judged {
         Ok(request) => {
             if let Some(id) = request.id {
                 let first = id.get().as_bytes()[0];

@@ -10,9 +10,10 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sessiond::methods::ExpiryLimits;
-use sessiond::rpc::dispatch::handle_body;
-use sessiond::sessions::Sessions;
+use sessiond::calls::dispatch::handle_body;
+use sessiond::metrics::Metrics;
+use sessiond::session::Sessions;
+use sessiond::session::expiry::ExpiryLimits;
 use sessiond::store::MemoryStore;
 
 const MAX_BATCH: usize = 16;
@@ -32,8 +33,10 @@ fn sessions() -> Sessions<MemoryStore> {
         ExpiryLimits {
             default: 2_592_000,
             max: 31_536_000,
+            max_lifetime: None,
         },
         Duration::from_secs(1),
+        std::sync::Arc::new(Metrics::default()),
     )
 }
 
