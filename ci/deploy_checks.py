@@ -93,7 +93,7 @@ ALERTS = ["SessiondDown", "SessiondStoreUnavailable", "SessiondHighErrorRatio",
 DASHBOARD_PANELS = [
     "Calls / s", "Server error ratio", "p99 latency", "Store up", "Pods", "Versions",
     "Calls by method", "Calls by outcome", "Error ratio", "Call latency by method",
-    "Batch size", "Batch requests / s",
+    "Batch size", "Batch requests / s", "Coalesced verify batch size",
     "Store up by pod", "Store operation latency (p99)", "Store operations / s", "Store errors / s",
     "Requests in flight", "Open connections", "Refused connections / s",
     "Unauthorized requests / s", "Requests by caller", "Responses by status",
