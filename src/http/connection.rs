@@ -260,6 +260,15 @@ impl AsyncRead for Socket {
             let start = self.start;
             buf.put_slice(&self.prefix[start..start + n]);
             self.start += n;
+            // The rest of what has arrived goes in the same read: hyper then sees the whole
+            // request at once. Given the prefix alone it would read again with those bytes
+            // still in its buffer, and grow the buffer to 16 KB for every connection.
+            if self.start == self.end && buf.remaining() > 0 {
+                // Pending only means nothing more has arrived yet; the prefix is answer enough.
+                if let Poll::Ready(Err(err)) = Pin::new(&mut self.stream).poll_read(cx, buf) {
+                    return Poll::Ready(Err(err));
+                }
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.stream).poll_read(cx, buf)
