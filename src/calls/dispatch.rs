@@ -44,7 +44,7 @@ pub async fn handle_body<S: SessionStore>(
                 Decoded::Call { id, method } => (id, run(sessions, method, started).await),
                 Decoded::Refused { id, name, error } => {
                     let outcome = Err(error);
-                    record(sessions, name, &outcome, started);
+                    record(sessions, name, &outcome, started.elapsed());
                     (id, outcome)
                 }
             };
@@ -167,7 +167,7 @@ async fn run<S: SessionStore>(
     started: Instant,
 ) -> Result<Reply, RpcError> {
     let outcome = call(sessions, &method).await;
-    record(sessions, method.name(), &outcome, started);
+    record(sessions, method.name(), &outcome, started.elapsed());
     outcome
 }
 
@@ -218,6 +218,8 @@ async fn batch<'a, S: SessionStore>(
         None => Err(failure.clone().unwrap_or_else(RpcError::internal)),
     });
     let mut others = others.into_iter();
+    // One clock reading for the whole batch: its calls were answered together.
+    let took = started.elapsed();
     decoded
         .into_iter()
         .map(|d| {
@@ -233,7 +235,7 @@ async fn batch<'a, S: SessionStore>(
                 }
                 Decoded::Refused { id, name, error } => (id, name, Err(error)),
             };
-            record(sessions, name, &outcome, started);
+            record(sessions, name, &outcome, took);
             id.map(|id| (id, outcome))
         })
         .collect()
@@ -244,9 +246,8 @@ fn record<S: SessionStore>(
     sessions: &Sessions<S>,
     method: &'static str,
     outcome: &Result<Reply, RpcError>,
-    started: Instant,
+    took: std::time::Duration,
 ) {
-    let took = started.elapsed();
     let label = match outcome {
         Ok(_) => "result",
         Err(error) => error.code_label(),

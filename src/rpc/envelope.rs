@@ -363,6 +363,12 @@ pub fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     if first_byte(raw) != b'"' {
         return None;
     }
+    // A string without escapes is its text between the quotes: the raw value was already
+    // checked to be valid JSON, so no decoder is needed.
+    let text = raw.get();
+    if !text.contains('\\') {
+        return text.get(1..text.len().saturating_sub(1)).map(Cow::Borrowed);
+    }
     match serde_json::from_str::<&str>(raw.get()) {
         Ok(s) => Some(Cow::Borrowed(s)),
         // Escapes need an owned copy; lone surrogates need replacing first.

@@ -25,20 +25,39 @@ pub fn generate() -> String {
 /// callers answer without asking the store. Allocates only for a token with upper-case
 /// letters.
 pub fn normalise(token: &str) -> Option<Cow<'_, str>> {
+    /// Per byte: 0 not allowed, 1 a lower-case hex digit or a digit, 2 an upper-case hex digit.
+    const CLASS: [u8; 256] = {
+        let mut class = [0u8; 256];
+        let mut b = 0;
+        while b < 256 {
+            class[b] = match b as u8 {
+                b'0'..=b'9' | b'a'..=b'f' => 1,
+                b'A'..=b'F' => 2,
+                _ => 0,
+            };
+            b += 1;
+        }
+        class
+    };
     let bytes = token.as_bytes();
-    let mut upper = false;
-    let shaped = bytes.len() == TOKEN_LEN
-        && bytes.iter().enumerate().all(|(i, &b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => {
-                upper |= (b'A'..=b'F').contains(&b);
-                b.is_ascii_hexdigit()
-            }
-        });
-    match (shaped, upper) {
-        (false, _) => None,
-        (true, false) => Some(Cow::Borrowed(token)),
-        (true, true) => Some(Cow::Owned(token.to_ascii_lowercase())),
+    if bytes.len() != TOKEN_LEN || [8, 13, 18, 23].iter().any(|&i| bytes[i] != b'-') {
+        return None;
+    }
+    // Every byte but the four hyphens: OR-ed classes say whether any was upper case, AND-ed
+    // minimum whether any was not allowed; one branch-free pass.
+    let (mut any, mut all) = (0u8, 1u8);
+    for (i, &b) in bytes.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        let class = CLASS[usize::from(b)];
+        any |= class;
+        all &= u8::from(class != 0);
+    }
+    match (all, any & 2) {
+        (0, _) => None,
+        (_, 0) => Some(Cow::Borrowed(token)),
+        _ => Some(Cow::Owned(token.to_ascii_lowercase())),
     }
 }
 
