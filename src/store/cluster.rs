@@ -19,8 +19,8 @@ use redis::{ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError};
 use tokio::time::Instant;
 
 use super::identity::{self, Exec, Request};
-use super::key::{SessionKey, SubjectKey};
-use super::{Closing, IndexEntry, SessionStore, StoreError, Stored, tcp_settings};
+use super::key::SessionKey;
+use super::{SessionStore, StoreError, tcp_settings};
 
 /// How often one call is retried inside the client (after a redirection, a lost connection
 /// or a `CLUSTERDOWN`/`TRYAGAIN`), all within the one timeout of the call.
@@ -134,45 +134,7 @@ impl Exec for ClusterStore {
 }
 
 impl SessionStore for ClusterStore {
-    async fn create_with(
-        &self,
-        key: &SessionKey,
-        ttl_secs: u64,
-        value: &str,
-        index: Option<&IndexEntry>,
-    ) -> Result<bool, StoreError> {
-        identity::create_with(self, key, ttl_secs, value, index).await
-    }
-
-    async fn read(&self, key: &SessionKey) -> Result<Option<Stored>, StoreError> {
-        identity::read(self, key).await
-    }
-
-    async fn extend(
-        &self,
-        key: &SessionKey,
-        ttl_secs: u64,
-        cap: Option<u64>,
-        now: u64,
-    ) -> Result<Option<(u64, String)>, StoreError> {
-        identity::extend(self, key, ttl_secs, cap, now).await
-    }
-
-    async fn reindex(&self, entry: &IndexEntry) -> Result<(), StoreError> {
-        identity::reindex(self, entry).await
-    }
-
-    async fn list(
-        &self,
-        subject: &SubjectKey,
-        now: u64,
-    ) -> Result<Vec<(SessionKey, Stored)>, StoreError> {
-        identity::list(self, subject, now).await
-    }
-
-    async fn close_subject(&self, closing: &Closing<'_>) -> Result<u64, StoreError> {
-        identity::close_subject(self, closing).await
-    }
+    identity::delegate!();
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let count: u64 = redis::cmd("EXISTS")

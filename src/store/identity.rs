@@ -48,6 +48,68 @@ pub trait Exec: Sync {
     ) -> impl Future<Output = Result<T, StoreError>> + Send;
 }
 
+/// The identity methods of `SessionStore` for a backend that implements [`Exec`]: each calls
+/// this module's function of the same name. Invoked inside the backend's `impl SessionStore`.
+/// (A session opened and resent after a broken connection finds its key and reports a
+/// collision; the caller draws another token, and the first key, whose token nobody holds,
+/// expires.)
+macro_rules! delegate {
+    () => {
+        async fn create_with(
+            &self,
+            key: &$crate::store::key::SessionKey,
+            ttl_secs: u64,
+            value: &str,
+            index: Option<&$crate::store::IndexEntry>,
+        ) -> Result<bool, $crate::store::StoreError> {
+            $crate::store::identity::create_with(self, key, ttl_secs, value, index).await
+        }
+
+        async fn read(
+            &self,
+            key: &$crate::store::key::SessionKey,
+        ) -> Result<Option<$crate::store::Stored>, $crate::store::StoreError> {
+            $crate::store::identity::read(self, key).await
+        }
+
+        async fn extend(
+            &self,
+            key: &$crate::store::key::SessionKey,
+            ttl_secs: u64,
+            cap: Option<u64>,
+            now: u64,
+        ) -> Result<Option<(u64, String)>, $crate::store::StoreError> {
+            $crate::store::identity::extend(self, key, ttl_secs, cap, now).await
+        }
+
+        async fn reindex(
+            &self,
+            entry: &$crate::store::IndexEntry,
+        ) -> Result<(), $crate::store::StoreError> {
+            $crate::store::identity::reindex(self, entry).await
+        }
+
+        async fn list(
+            &self,
+            subject: &$crate::store::key::SubjectKey,
+            now: u64,
+        ) -> Result<
+            Vec<($crate::store::key::SessionKey, $crate::store::Stored)>,
+            $crate::store::StoreError,
+        > {
+            $crate::store::identity::list(self, subject, now).await
+        }
+
+        async fn close_subject(
+            &self,
+            closing: &$crate::store::Closing<'_>,
+        ) -> Result<u64, $crate::store::StoreError> {
+            $crate::store::identity::close_subject(self, closing).await
+        }
+    };
+}
+pub(crate) use delegate;
+
 /// KEYS[1] session, KEYS[2] index; ARGV value, ttl, session id, expiry (unix), now (unix).
 const OPEN: &str = r"
 if not redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then return 0 end

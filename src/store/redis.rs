@@ -25,8 +25,8 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::identity::{self, Exec, Request};
-use super::key::{SessionKey, SubjectKey};
-use super::{Closing, IndexEntry, SessionStore, StoreError, Stored, tcp_settings};
+use super::key::SessionKey;
+use super::{SessionStore, StoreError, tcp_settings};
 
 /// After a connect fails, calls fail at once for this long instead of connecting again: a
 /// Redis that is down must not turn every call into a connect attempt.
@@ -322,48 +322,7 @@ impl Exec for RedisStore {
 }
 
 impl SessionStore for RedisStore {
-    /// Resent once after a broken connection: if the first `SET` was applied before the
-    /// connection broke, the resend finds the key and reports a collision, the caller draws
-    /// another token, and the first key, whose token nobody holds, expires.
-    async fn create_with(
-        &self,
-        key: &SessionKey,
-        ttl_secs: u64,
-        value: &str,
-        index: Option<&IndexEntry>,
-    ) -> Result<bool, StoreError> {
-        identity::create_with(self, key, ttl_secs, value, index).await
-    }
-
-    async fn read(&self, key: &SessionKey) -> Result<Option<Stored>, StoreError> {
-        identity::read(self, key).await
-    }
-
-    async fn extend(
-        &self,
-        key: &SessionKey,
-        ttl_secs: u64,
-        cap: Option<u64>,
-        now: u64,
-    ) -> Result<Option<(u64, String)>, StoreError> {
-        identity::extend(self, key, ttl_secs, cap, now).await
-    }
-
-    async fn reindex(&self, entry: &IndexEntry) -> Result<(), StoreError> {
-        identity::reindex(self, entry).await
-    }
-
-    async fn list(
-        &self,
-        subject: &SubjectKey,
-        now: u64,
-    ) -> Result<Vec<(SessionKey, Stored)>, StoreError> {
-        identity::list(self, subject, now).await
-    }
-
-    async fn close_subject(&self, closing: &Closing<'_>) -> Result<u64, StoreError> {
-        identity::close_subject(self, closing).await
-    }
+    identity::delegate!();
 
     /// Joins the verify calls waiting for the next `MGET` (and starts it when first).
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {

@@ -22,8 +22,8 @@ use redis::{
 };
 
 use super::identity::{self, Exec, Request};
-use super::key::{SessionKey, SubjectKey};
-use super::{Closing, IndexEntry, SessionStore, StoreError, Stored, tcp_settings};
+use super::key::SessionKey;
+use super::{SessionStore, StoreError, tcp_settings};
 
 /// After a discovery fails, calls fail at once for this long instead of asking the sentinels
 /// again: a dead master under load must not turn every call into a round of sentinel queries.
@@ -267,48 +267,7 @@ impl Exec for SentinelStore {
 }
 
 impl SessionStore for SentinelStore {
-    /// Resent after a broken connection like every command. If the first `SET` was applied
-    /// before the connection broke, the resend finds the key and reports a collision: the
-    /// caller then draws another token, and the first key, whose token nobody holds, expires.
-    async fn create_with(
-        &self,
-        key: &SessionKey,
-        ttl_secs: u64,
-        value: &str,
-        index: Option<&IndexEntry>,
-    ) -> Result<bool, StoreError> {
-        identity::create_with(self, key, ttl_secs, value, index).await
-    }
-
-    async fn read(&self, key: &SessionKey) -> Result<Option<Stored>, StoreError> {
-        identity::read(self, key).await
-    }
-
-    async fn extend(
-        &self,
-        key: &SessionKey,
-        ttl_secs: u64,
-        cap: Option<u64>,
-        now: u64,
-    ) -> Result<Option<(u64, String)>, StoreError> {
-        identity::extend(self, key, ttl_secs, cap, now).await
-    }
-
-    async fn reindex(&self, entry: &IndexEntry) -> Result<(), StoreError> {
-        identity::reindex(self, entry).await
-    }
-
-    async fn list(
-        &self,
-        subject: &SubjectKey,
-        now: u64,
-    ) -> Result<Vec<(SessionKey, Stored)>, StoreError> {
-        identity::list(self, subject, now).await
-    }
-
-    async fn close_subject(&self, closing: &Closing<'_>) -> Result<u64, StoreError> {
-        identity::close_subject(self, closing).await
-    }
+    identity::delegate!();
 
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let mut cmd = redis::cmd("EXISTS");
