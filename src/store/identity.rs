@@ -14,6 +14,7 @@
 //!   applied atomically); its index score is updated afterwards.
 
 use std::future::Future;
+use std::sync::LazyLock;
 
 use futures_util::future::join_all;
 use redis::{Cmd, FromRedisValue, Pipeline, Script, ScriptInvocation};
@@ -110,6 +111,12 @@ macro_rules! delegate {
 }
 pub(crate) use delegate;
 
+/// The scripts, each hashed once (`EVALSHA` names a script by its SHA-1).
+static OPEN_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(OPEN));
+static INDEX_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(INDEX));
+static EXTEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND));
+static CLOSE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CLOSE));
+
 /// KEYS[1] session, KEYS[2] index; ARGV value, ttl, session id, expiry (unix), now (unix).
 const OPEN: &str = r"
 if not redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2], 'NX') then return 0 end
@@ -170,6 +177,38 @@ fn session_key(prefix: &str, key: &SessionKey) -> Vec<u8> {
     key.prefixed(prefix)
 }
 
+/// `SET <session> <value> EX <ttl> NX`: whether the key was created.
+async fn set_nx<E: Exec>(
+    exec: &E,
+    key: &SessionKey,
+    ttl_secs: u64,
+    value: &str,
+) -> Result<bool, StoreError> {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(session_key(exec.prefix(), key))
+        .arg(value)
+        .arg("EX")
+        .arg(ttl_secs)
+        .arg("NX");
+    let reply: Option<String> = exec.run(Request::Cmd(&cmd)).await?;
+    Ok(reply.is_some())
+}
+
+/// Queues `GET` and `TTL` of one session on `pipe`.
+fn get_and_ttl(pipe: &mut redis::Pipeline, prefix: &str, key: &SessionKey) {
+    let name = session_key(prefix, key);
+    pipe.cmd("GET").arg(&name).cmd("TTL").arg(&name);
+}
+
+/// A session read by [`get_and_ttl`]: `None` when it is gone (no value, or TTL -2 because
+/// it expired between the two commands).
+fn stored(value: Option<String>, ttl: i64) -> Option<Stored> {
+    value.filter(|_| ttl != -2).map(|value| Stored {
+        value,
+        ttl: u64::try_from(ttl).unwrap_or(1).max(1),
+    })
+}
+
 /// `SET … NX`, indexing the session first when it has a subject.
 pub async fn create_with<E: Exec>(
     exec: &E,
@@ -180,18 +219,10 @@ pub async fn create_with<E: Exec>(
 ) -> Result<bool, StoreError> {
     let prefix = exec.prefix();
     let Some(entry) = index else {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(session_key(prefix, key))
-            .arg(value)
-            .arg("EX")
-            .arg(ttl_secs)
-            .arg("NX");
-        let reply: Option<String> = exec.run(Request::Cmd(&cmd)).await?;
-        return Ok(reply.is_some());
+        return set_nx(exec, key, ttl_secs, value).await;
     };
     if E::ONE_NODE {
-        let script = Script::new(OPEN);
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = OPEN_SCRIPT.prepare_invoke();
         invocation
             .key(session_key(prefix, key))
             .key(entry.subject.prefixed(prefix))
@@ -204,36 +235,22 @@ pub async fn create_with<E: Exec>(
         return Ok(created == 1);
     }
     reindex(exec, entry).await?;
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(session_key(prefix, key))
-        .arg(value)
-        .arg("EX")
-        .arg(ttl_secs)
-        .arg("NX");
-    let reply: Option<String> = exec.run(Request::Cmd(&cmd)).await?;
-    if reply.is_none() {
+    let created = set_nx(exec, key, ttl_secs, value).await?;
+    if !created {
         // A collision: the index names a session that is not this one's; take it out.
         let mut zrem = redis::cmd("ZREM");
         zrem.arg(entry.subject.prefixed(prefix)).arg(key.id());
         let _: i64 = exec.run(Request::Cmd(&zrem)).await?;
     }
-    Ok(reply.is_some())
+    Ok(created)
 }
 
 /// `GET` and `TTL` of one key, in one round trip.
 pub async fn read<E: Exec>(exec: &E, key: &SessionKey) -> Result<Option<Stored>, StoreError> {
-    let name = session_key(exec.prefix(), key);
     let mut pipe = redis::pipe();
-    pipe.cmd("GET").arg(&name).cmd("TTL").arg(&name);
+    get_and_ttl(&mut pipe, exec.prefix(), key);
     let (value, ttl): (Option<String>, i64) = exec.run(Request::Pipeline(&pipe)).await?;
-    Ok(value.and_then(|value| match ttl {
-        // -2: gone between the two commands.
-        -2 => None,
-        ttl => Some(Stored {
-            value,
-            ttl: u64::try_from(ttl).unwrap_or(1).max(1),
-        }),
-    }))
+    Ok(stored(value, ttl))
 }
 
 /// The extend script.
@@ -244,8 +261,7 @@ pub async fn extend<E: Exec>(
     cap: Option<u64>,
     now: u64,
 ) -> Result<Option<(u64, String)>, StoreError> {
-    let script = Script::new(EXTEND);
-    let mut invocation = script.prepare_invoke();
+    let mut invocation = EXTEND_SCRIPT.prepare_invoke();
     invocation
         .key(session_key(exec.prefix(), key))
         .arg(ttl_secs)
@@ -257,8 +273,7 @@ pub async fn extend<E: Exec>(
 
 /// The index script.
 pub async fn reindex<E: Exec>(exec: &E, entry: &IndexEntry) -> Result<(), StoreError> {
-    let script = Script::new(INDEX);
-    let mut invocation = script.prepare_invoke();
+    let mut invocation = INDEX_SCRIPT.prepare_invoke();
     invocation
         .key(entry.subject.prefixed(exec.prefix()))
         .arg(entry.session.id())
@@ -285,31 +300,18 @@ pub async fn list<E: Exec>(
     let read: Vec<Option<Stored>> = if E::ONE_NODE {
         let mut pipe = redis::pipe();
         for key in &keys {
-            let name = session_key(exec.prefix(), key);
-            pipe.cmd("GET").arg(&name).cmd("TTL").arg(&name);
+            get_and_ttl(&mut pipe, exec.prefix(), key);
         }
         let replies: Vec<(Option<String>, i64)> = if keys.is_empty() {
             Vec::new()
         } else {
-            let flat: Vec<redis::Value> = exec.run(Request::Pipeline(&pipe)).await?;
-            flat.chunks_exact(2)
-                .map(|pair| {
-                    let value = redis::from_redis_value::<Option<String>>(pair[0].clone())
-                        .ok()
-                        .flatten();
-                    let ttl = redis::from_redis_value::<i64>(pair[1].clone()).unwrap_or(-2);
-                    (value, ttl)
-                })
-                .collect()
+            // An answer of another type (an error reply) fails the call: read as "gone", it
+            // would prune a live session from its index.
+            exec.run(Request::Pipeline(&pipe)).await?
         };
         replies
             .into_iter()
-            .map(|(value, ttl)| {
-                value.filter(|_| ttl != -2).map(|value| Stored {
-                    value,
-                    ttl: u64::try_from(ttl).unwrap_or(1).max(1),
-                })
-            })
+            .map(|(value, ttl)| stored(value, ttl))
             .collect()
     } else {
         join_all(keys.iter().map(|key| read(exec, key)))
@@ -339,8 +341,7 @@ pub async fn close_subject<E: Exec>(exec: &E, closing: &Closing<'_>) -> Result<u
     let index = closing.subject.prefixed(prefix);
     let except = closing.except.map(|k| k.id()).unwrap_or_default();
     if E::ONE_NODE {
-        let script = Script::new(CLOSE);
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = CLOSE_SCRIPT.prepare_invoke();
         invocation
             .key(&index)
             .arg(prefix)
