@@ -78,27 +78,15 @@ impl ApiKeys {
         self.keys.iter().map(|k| k.name.as_str())
     }
 
-    /// Who is calling, when the headers carry a valid key.
+    /// Who is calling, when the headers carry a valid key: `Bearer <secret>`, else the
+    /// `APIKey` and `Secret` pair.
     pub fn authenticate(&self, headers: &HeaderMap) -> Option<&str> {
-        if let Some(secret) = bearer(headers) {
-            let digest: [u8; 32] = Sha256::digest(secret).into();
-            // Look at every key, so the time taken does not depend on which one matched.
-            let mut found = None;
-            for key in &self.keys {
-                if digests_equal(&key.digest, &digest) {
-                    found = Some(key.name.as_str());
-                }
-            }
-            return found;
+        match bearer(headers) {
+            Some(secret) => self.by_secret(secret),
+            None => self.authenticate_pair(headers),
         }
-        // The same work whether or not the name exists: hash the secret, compare it with
-        // every key's digest, and keep the match only if it is the named key. The time taken
-        // tells nothing about which names exist.
-        self.authenticate_pair(headers)
     }
-}
 
-impl ApiKeys {
     /// Who is calling by the `APIKey` and `Secret` pair alone (the gateway endpoint, where
     /// `Authorization` carries the user's token).
     pub fn authenticate_pair(&self, headers: &HeaderMap) -> Option<&str> {
@@ -113,9 +101,7 @@ impl ApiKeys {
         let value = headers.get(AUTHORIZATION)?.as_bytes();
         let (scheme, rest) = value.split_at_checked(6)?;
         if !scheme.eq_ignore_ascii_case(b"basic ") {
-            return self
-                .authenticate(headers)
-                .filter(|_| bearer(headers).is_some());
+            return bearer(headers).and_then(|secret| self.by_secret(secret));
         }
         use base64::Engine;
         let decoded = base64::engine::general_purpose::STANDARD
@@ -143,7 +129,22 @@ impl ApiKeys {
         })
     }
 
-    /// The key named `name` whose secret is `secret`, looking at every key whatever the name.
+    /// The key whose secret is `secret`, looking at every key, so the time taken does not
+    /// depend on which one matched.
+    fn by_secret(&self, secret: &[u8]) -> Option<&str> {
+        let digest: [u8; 32] = Sha256::digest(secret).into();
+        let mut found = None;
+        for key in &self.keys {
+            if digests_equal(&key.digest, &digest) {
+                found = Some(key.name.as_str());
+            }
+        }
+        found
+    }
+
+    /// The key named `name` whose secret is `secret`. The same work whether or not the name
+    /// exists: the secret is compared with every key's digest and the match kept only for the
+    /// named key, so the time taken tells nothing about which names exist.
     fn find(&self, name: &[u8], secret: &[u8]) -> Option<&str> {
         let digest: [u8; 32] = Sha256::digest(secret).into();
         let mut found = None;
@@ -157,7 +158,8 @@ impl ApiKeys {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+/// What follows `Authorization: Bearer `, trimmed; `None` without such a header.
+pub fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     let value = headers.get(AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = value.split_at_checked(7)?;
     scheme

@@ -14,11 +14,12 @@ use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, COOKIE, HeaderName, HeaderValue,
-    TRANSFER_ENCODING, WWW_AUTHENTICATE,
+    CACHE_CONTROL, CONTENT_LENGTH, COOKIE, HeaderName, HeaderValue, TRANSFER_ENCODING,
+    WWW_AUTHENTICATE,
 };
 use hyper::{HeaderMap, Request, Response, StatusCode};
 
+use super::api_keys;
 use super::app::App;
 use super::request_id;
 use super::routes::{Body, closing};
@@ -99,14 +100,9 @@ async fn answer(app: &App, headers: &HeaderMap) -> (&'static str, Response<Body>
 
 /// The user's token: `Authorization: Bearer <token>`, else the configured cookie.
 pub fn user_token(headers: &HeaderMap, cookie: Option<&str>) -> Option<String> {
-    if let Some(value) = headers.get(AUTHORIZATION) {
-        let value = value.as_bytes();
-        if let Some((scheme, rest)) = value.split_at_checked(7)
-            && scheme.eq_ignore_ascii_case(b"bearer ")
-        {
-            let token = std::str::from_utf8(rest).ok()?.trim();
-            return (!token.is_empty()).then(|| token.to_owned());
-        }
+    if let Some(bearer) = api_keys::bearer(headers) {
+        let token = std::str::from_utf8(bearer).ok()?.trim();
+        return (!token.is_empty()).then(|| token.to_owned());
     }
     let name = cookie?;
     for header in headers.get_all(COOKIE) {

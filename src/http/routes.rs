@@ -118,8 +118,7 @@ async fn answer(app: &App, req: Request<Incoming>, admission: Admission) -> Resp
             );
             response
         }
-        "/auth" => gateway::check(app, &req).await,
-        path if path.starts_with("/auth/") => gateway::check(app, &req).await,
+        path if path == "/auth" || path.starts_with("/auth/") => gateway::check(app, &req).await,
         "/oauth2/introspect" => oauth2::answer(app, Endpoint::Introspect, req).await,
         "/oauth2/revoke" => oauth2::answer(app, Endpoint::Revoke, req).await,
         "/openrpc.json" if get => json(

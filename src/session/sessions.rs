@@ -13,7 +13,7 @@ use super::record::{self, Record};
 use super::token;
 use crate::metrics::{Metrics, Operation};
 use crate::store::key::{SessionKey, SubjectKey};
-use crate::store::{Closing, IndexEntry, SessionStore, StoreError};
+use crate::store::{Closing, IndexEntry, SessionStore, StoreError, Stored};
 
 /// How many tokens `open` draws before giving up; a second draw alone is already beyond
 /// astronomically unlikely with 122 random bits.
@@ -40,6 +40,17 @@ pub struct Introspection {
     pub expires_in: u64,
     /// Its stored data.
     pub record: Record,
+}
+
+impl Introspection {
+    /// What the store holds for `key`, read.
+    fn of(key: &SessionKey, stored: &Stored) -> Self {
+        Self {
+            session_id: key.id(),
+            expires_in: stored.ttl,
+            record: Record::decode(&stored.value),
+        }
+    }
 }
 
 /// A session's owner and data, given when it is opened.
@@ -231,11 +242,7 @@ impl<S: SessionStore> Sessions<S> {
             return Ok(None);
         };
         let stored = self.bounded(Operation::read, self.store.read(&key)).await?;
-        Ok(stored.map(|stored| Introspection {
-            session_id: key.id(),
-            expires_in: stored.ttl,
-            record: Record::decode(&stored.value),
-        }))
+        Ok(stored.map(|stored| Introspection::of(&key, &stored)))
     }
 
     /// Sets a live session's time left to `expires_in` (checked against the limits), never
@@ -280,11 +287,7 @@ impl<S: SessionStore> Sessions<S> {
             .bounded(Operation::list, listed)
             .await?
             .into_iter()
-            .map(|(key, stored)| Introspection {
-                session_id: key.id(),
-                expires_in: stored.ttl,
-                record: Record::decode(&stored.value),
-            })
+            .map(|(key, stored)| Introspection::of(&key, &stored))
             // Only this subject's: the index is keyed by a hash, and the value says whose it is.
             .filter(|s| s.record.subject.as_deref() == Some(subject))
             .collect();

@@ -56,6 +56,25 @@ impl Entries {
         members.insert(entry.session, entry.expires_at);
     }
 
+    /// The sessions `subject`'s index names.
+    fn members(&self, subject: &SubjectKey) -> Vec<SessionKey> {
+        self.subjects
+            .get(subject)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Takes `removed` and the members scored at or before `now` out of `subject`'s index, and
+    /// the index itself once it is empty (as a Redis index disappears with its last member).
+    fn prune(&mut self, subject: &SubjectKey, now: u64, removed: &[SessionKey]) {
+        if let Some(index) = self.subjects.get_mut(subject) {
+            index.retain(|session, expires_at| *expires_at > now && !removed.contains(session));
+            if index.is_empty() {
+                self.subjects.remove(subject);
+            }
+        }
+    }
+
     /// Removes up to `limit` expired entries; returns how many it removed.
     fn reclaim(&mut self, now: Instant, limit: usize) -> usize {
         let mut removed = 0;
@@ -252,11 +271,7 @@ impl SessionStore for MemoryStore {
     ) -> Result<Vec<(SessionKey, Stored)>, StoreError> {
         let now = Instant::now();
         let mut entries = self.lock();
-        let members: Vec<SessionKey> = entries
-            .subjects
-            .get(subject)
-            .map(|m| m.keys().copied().collect())
-            .unwrap_or_default();
+        let members = entries.members(subject);
         let mut live = Vec::new();
         let mut dead = Vec::new();
         for session in members {
@@ -271,23 +286,14 @@ impl SessionStore for MemoryStore {
                 None => dead.push(session),
             }
         }
-        if let Some(index) = entries.subjects.get_mut(subject) {
-            index.retain(|session, expires_at| *expires_at > now_unix && !dead.contains(session));
-            if index.is_empty() {
-                entries.subjects.remove(subject);
-            }
-        }
+        entries.prune(subject, now_unix, &dead);
         Ok(live)
     }
 
     async fn close_subject(&self, closing: &Closing<'_>) -> Result<u64, StoreError> {
         let now = Instant::now();
         let mut entries = self.lock();
-        let members: Vec<SessionKey> = entries
-            .subjects
-            .get(&closing.subject)
-            .map(|m| m.keys().copied().collect())
-            .unwrap_or_default();
+        let members = entries.members(&closing.subject);
         let mut closed = 0;
         let mut gone = Vec::new();
         for session in members {
@@ -302,13 +308,7 @@ impl SessionStore for MemoryStore {
             entries.remove(&session);
             gone.push(session);
         }
-        if let Some(index) = entries.subjects.get_mut(&closing.subject) {
-            index
-                .retain(|session, expires_at| *expires_at > closing.now && !gone.contains(session));
-            if index.is_empty() {
-                entries.subjects.remove(&closing.subject);
-            }
-        }
+        entries.prune(&closing.subject, closing.now, &gone);
         Ok(closed)
     }
 }

@@ -178,6 +178,16 @@ impl Inner {
         }
     }
 
+    /// Drops the connection when it was made before `started`: a call that began on it ran
+    /// out of time, so it may be dead without knowing it.
+    fn forget_if_older(&self, started: Instant, why: &dyn std::fmt::Display) {
+        if let Some((_, made)) = self.current()
+            && made <= started
+        {
+            self.forget(made, why);
+        }
+    }
+
     /// Sends a command (or pipeline); once more on a new connection when the first broke.
     async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, StoreError> {
         let mut attempt = 0;
@@ -224,11 +234,7 @@ impl Inner {
         let found = match tokio::time::timeout(self.timeout, self.lookup(&keys)).await {
             Ok(found) => found,
             Err(_) => {
-                if let Some((_, made)) = self.current()
-                    && made <= started
-                {
-                    self.forget(made, &"a batched EXISTS timed out on it");
-                }
+                self.forget_if_older(started, &"a batched EXISTS timed out on it");
                 Err(StoreError::Timeout(self.timeout))
             }
         };
@@ -382,10 +388,6 @@ impl SessionStore for RedisStore {
     }
 
     fn timed_out(&self, started: Instant) {
-        if let Some((_, made)) = self.current()
-            && made <= started
-        {
-            self.forget(made, &"a call timed out on it");
-        }
+        self.forget_if_older(started, &"a call timed out on it");
     }
 }
