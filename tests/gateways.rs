@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::caddy::{Caddy, TEST_GLOBAL_OPTIONS};
 use common::nginx::{Nginx, temp_path_directives};
-use common::{RedisServer, TestApp, spawn_app};
+use common::{RedisServer, open_session, rpc, spawn_app};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -402,42 +402,6 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Calls a JSON-RPC method on the app itself (not through the gateway).
-async fn rpc(app: &TestApp, api_key: Option<&str>, method: &str, params: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
-    let mut request = Request::post(app.url("/"));
-    if let Some(key) = api_key {
-        request = request.header("authorization", format!("Bearer {key}"));
-    }
-    let (status, _, text) = app
-        .send(
-            request
-                .body(Full::new(Bytes::from(body.to_string())))
-                .expect("request"),
-        )
-        .await;
-    assert_eq!(status, 200, "{text}");
-    let answer: Value = serde_json::from_str(&text).expect("JSON");
-    answer["result"].clone()
-}
-
-async fn open(
-    app: &TestApp,
-    api_key: Option<&str>,
-    subject: Option<&str>,
-    expires_in: u64,
-) -> String {
-    let mut params = json!({"expires_in": expires_in});
-    if let Some(subject) = subject {
-        params["subject"] = json!(subject);
-    }
-    let result = rpc(app, api_key, "session.open_session", params).await;
-    result["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("open failed: {result}"))
-        .to_owned()
-}
-
 /// The values of `name` the application received.
 fn received(echo: &Value, name: &str) -> Vec<String> {
     echo["headers"][name]
@@ -489,11 +453,11 @@ async fn live_sessions_pass_and_the_rest_is_refused(kind: Kind) {
     let upstream = Upstream::start();
     let gateway = Gateway::start(kind, app.addr, upstream.addr);
 
-    let expiring = open(&app, None, Some("alice"), 1).await;
+    let expiring = open_session(&app, None, Some("alice"), 1).await;
     let expiring_opened = Instant::now();
-    let alice = open(&app, None, Some("alice"), 600).await;
-    let anonymous = open(&app, None, None, 600).await;
-    let closed = open(&app, None, Some("bob"), 600).await;
+    let alice = open_session(&app, None, Some("alice"), 600).await;
+    let anonymous = open_session(&app, None, None, 600).await;
+    let closed = open_session(&app, None, Some("bob"), 600).await;
     app.close(&closed).await;
     let session_id = rpc(
         &app,
@@ -546,7 +510,7 @@ async fn live_sessions_pass_and_the_rest_is_refused(kind: Kind) {
     );
 
     // A subject outside ASCII arrives as the same UTF-8 bytes.
-    let jose = open(&app, None, Some("josé"), 600).await;
+    let jose = open_session(&app, None, Some("josé"), 600).await;
     let answer = send(
         gateway.addr(),
         "GET",
@@ -680,7 +644,7 @@ async fn the_gateway_proves_itself_with_its_key_pair(kind: Kind) {
     let upstream = Upstream::start();
     let accepted = Gateway::start(kind, right.addr, upstream.addr);
     let refused = Gateway::start(kind, wrong.addr, upstream.addr);
-    let alice = open(&right, Some(login), Some("alice"), 600).await;
+    let alice = open_session(&right, Some(login), Some("alice"), 600).await;
     let bearer = format!("Bearer {alice}");
 
     let answer = send(
@@ -763,7 +727,7 @@ async fn nginx_caching_the_check_delays_a_revocation_by_at_most_its_lifetime() {
 
     for cache in [Cache::Off, Cache::HonouringCacheControl] {
         let gateway = Gateway::start_nginx(app.addr, upstream.addr, cache);
-        let token = open(&app, None, Some("alice"), 600).await;
+        let token = open_session(&app, None, Some("alice"), 600).await;
         assert_eq!(get(&gateway, &token).status, 200);
         app.close(&token).await;
         assert_eq!(
@@ -774,8 +738,8 @@ async fn nginx_caching_the_check_delays_a_revocation_by_at_most_its_lifetime() {
     }
 
     let gateway = Gateway::start_nginx(app.addr, upstream.addr, Cache::Documented);
-    let alice = open(&app, None, Some("alice"), 600).await;
-    let bob = open(&app, None, Some("bob"), 600).await;
+    let alice = open_session(&app, None, Some("alice"), 600).await;
+    let bob = open_session(&app, None, Some("bob"), 600).await;
     let cached_at = Instant::now();
     let answer = get(&gateway, &alice);
     assert_eq!(answer.status, 200, "{}\n{}", answer.body, gateway.log());

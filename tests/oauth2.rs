@@ -13,11 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use bytes::Bytes;
 use common::process::{start, stop_and_collect_logs};
-use common::{RedisServer, TestApp, spawn_app};
-use http_body_util::Full;
-use hyper::Request;
+use common::{RedisServer, open_session, rpc, spawn_app};
 use serde_json::{Value, json};
 
 /// The gateway key's secret: characters that read the same form-encoded or not.
@@ -47,42 +44,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_secs()
-}
-
-/// Calls a JSON-RPC method on the app.
-async fn rpc(app: &TestApp, api_key: Option<&str>, method: &str, params: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
-    let mut request = Request::post(app.url("/"));
-    if let Some(key) = api_key {
-        request = request.header("authorization", format!("Bearer {key}"));
-    }
-    let (status, _, text) = app
-        .send(
-            request
-                .body(Full::new(Bytes::from(body.to_string())))
-                .expect("request"),
-        )
-        .await;
-    assert_eq!(status, 200, "{text}");
-    let answer: Value = serde_json::from_str(&text).expect("JSON");
-    answer["result"].clone()
-}
-
-async fn open(
-    app: &TestApp,
-    api_key: Option<&str>,
-    subject: Option<&str>,
-    expires_in: u64,
-) -> String {
-    let mut params = json!({"expires_in": expires_in});
-    if let Some(subject) = subject {
-        params["subject"] = json!(subject);
-    }
-    let result = rpc(app, api_key, "session.open_session", params).await;
-    result["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("open failed: {result}"))
-        .to_owned()
 }
 
 /// One HTTP/1.1 answer read from a raw connection.
@@ -192,7 +153,7 @@ async fn authlib_introspects_and_revokes_with_client_secret_basic() {
     ])
     .await;
     let before = now();
-    let token = open(&app, Some(LOGIN), Some("alice"), 600).await;
+    let token = open_session(&app, Some(LOGIN), Some("alice"), 600).await;
     let after = now();
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/oauth2_client.py");
@@ -284,7 +245,7 @@ async fn authlib_introspects_and_revokes_with_client_secret_basic() {
 
     // Hand-written caller credentials. RFC 6749 §2.3.1: the name and secret are form-encoded
     // before Basic (the key `odd` has the secret `p+q%2Fr:s`).
-    let live = open(&app, Some(LOGIN), Some("bob"), 600).await;
+    let live = open_session(&app, Some(LOGIN), Some("bob"), 600).await;
     let form = format!("token={live}");
     let introspect_as = |authorization: String| {
         let form = form.clone();
@@ -341,7 +302,7 @@ async fn oauth2_requests_that_are_not_right_are_refused() {
         ("SESSIOND_MAX_BODY_BYTES", "4096"),
     ])
     .await;
-    let token = open(&app, None, Some("alice"), 600).await;
+    let token = open_session(&app, None, Some("alice"), 600).await;
     let invalid = json!({"error": "invalid_request"});
 
     for path in ["/oauth2/introspect", "/oauth2/revoke"] {
@@ -432,8 +393,8 @@ async fn auth_takes_any_method_and_path_and_reads_no_body() {
         ("SESSIOND_AUTH_COOKIE", "sid"),
     ])
     .await;
-    let live = open(&app, None, Some("alice"), 600).await;
-    let closed = open(&app, None, Some("bob"), 600).await;
+    let live = open_session(&app, None, Some("alice"), 600).await;
+    let closed = open_session(&app, None, Some("bob"), 600).await;
     app.close(&closed).await;
     let live_bearer = format!("Bearer {live}");
 
@@ -543,7 +504,7 @@ async fn with_redis_down_every_door_answers_503() {
         ("SESSIOND_REDIS_TIMEOUT_MS", "500"),
     ])
     .await;
-    let token = open(&app, None, Some("alice"), 600).await;
+    let token = open_session(&app, None, Some("alice"), 600).await;
     redis.kill();
     let form = format!("token={token}");
     for path in ["/oauth2/introspect", "/oauth2/revoke"] {

@@ -3,11 +3,11 @@
 //! directories point there, so nothing is written elsewhere; its log goes to a file there), and
 //! stopped when dropped. The admin endpoint is off, so several can run at once.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::free_port;
 
@@ -90,23 +90,7 @@ impl Caddy {
             .spawn()
             .expect("spawn caddy");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
-            if exited {
-                self.child = None;
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.stop();
-        false
+        super::group::wait_listening(&mut self.child, self.port, Duration::from_secs(15))
     }
 
     /// `127.0.0.1:<port>`
@@ -121,20 +105,7 @@ impl Caddy {
 
     /// SIGTERM, then SIGKILL to the whole group after a bound.
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        super::group::stop(&mut self.child);
     }
 }
 

@@ -7,6 +7,7 @@ pub mod acl;
 pub mod caddy;
 pub mod cluster;
 pub mod failover;
+pub mod group;
 pub mod nginx;
 pub mod process;
 pub mod redis_nodes;
@@ -255,6 +256,44 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> TestApp {
         server: Some(server),
         client: Client::builder(TokioExecutor::new()).build_http(),
     }
+}
+
+/// Calls a JSON-RPC method on the app, with `Authorization: Bearer <api_key>` when given, and
+/// returns its `result` (the call must answer 200).
+pub async fn rpc(app: &TestApp, api_key: Option<&str>, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
+    let mut request = Request::post(app.url("/"));
+    if let Some(key) = api_key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let (status, _, text) = app
+        .send(
+            request
+                .body(Full::new(Bytes::from(body.to_string())))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).expect("JSON");
+    answer["result"].clone()
+}
+
+/// Opens a session (of `subject`, when given) through [`rpc`]; its token.
+pub async fn open_session(
+    app: &TestApp,
+    api_key: Option<&str>,
+    subject: Option<&str>,
+    expires_in: u64,
+) -> String {
+    let mut params = json!({"expires_in": expires_in});
+    if let Some(subject) = subject {
+        params["subject"] = json!(subject);
+    }
+    let result = rpc(app, api_key, "session.open_session", params).await;
+    result["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("open failed: {result}"))
+        .to_owned()
 }
 
 /// Starts a Redis and an app that uses it.

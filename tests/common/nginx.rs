@@ -3,14 +3,14 @@
 //! log, stdout and stderr there), and stopped when dropped. Also a minimal DNS responder, for
 //! configurations that resolve their backends by name at request time (Docker's DNS).
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::free_port;
 
@@ -126,23 +126,7 @@ impl Nginx {
             .spawn()
             .expect("spawn nginx");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            let exited = self
-                .child
-                .as_mut()
-                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
-            if exited {
-                self.child = None;
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.stop();
-        false
+        super::group::wait_listening(&mut self.child, self.port, Duration::from_secs(10))
     }
 
     /// `127.0.0.1:<port>`
@@ -167,20 +151,7 @@ impl Nginx {
 
     /// SIGTERM (nginx's fast shutdown), then SIGKILL to the whole group after a bound.
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline && child.try_wait().ok().flatten().is_none() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .stderr(Stdio::null())
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        super::group::stop(&mut self.child);
     }
 }
 
