@@ -37,7 +37,13 @@ fn main() {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9999)));
     let listener = std::net::TcpListener::bind(addr).expect("bind");
     listener.set_nonblocking(true).expect("nonblocking");
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    // One runtime per core, as sessiond; CEILING_THREADS=n runs n instead.
+    let cores = std::env::var("CEILING_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
     let threads: Vec<_> = (0..cores)
         .map(|_| {
             let listener = listener.try_clone().expect("clone the listener");

@@ -7,10 +7,13 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::spawn_redis_app;
+use std::time::Duration;
+
+use common::relay::Relay;
+use common::{RedisServer, spawn_app, spawn_redis_app};
 use serde_json::json;
 
-fn commandstat(redis: &common::RedisServer, command: &str) -> u64 {
+fn commandstat(redis: &RedisServer, command: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query(&mut redis.client())
@@ -84,4 +87,58 @@ async fn concurrent_verify_calls_share_mget_commands_and_each_gets_its_answer() 
         .and_then(|n| n.trim().parse().ok())
         .expect("the batch size histogram is exported");
     assert!(count >= mgets, "{metrics}");
+}
+
+/// One `MGET` in flight per connection: the calls that arrive while it is on its way wait for
+/// it and then go together, as the next one — not one command per turn of the event loop.
+#[tokio::test]
+async fn calls_arriving_while_an_mget_is_in_flight_go_together_in_the_next_one() {
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.port);
+    // One worker: one Redis connection, so every call below shares its queue.
+    let app = std::sync::Arc::new(
+        spawn_app(&[
+            ("SESSIOND_REDIS_URL", &relay.url()),
+            ("SESSIOND_REDIS_TIMEOUT_MS", "5000"),
+            ("SESSIOND_WORKER_THREADS", "1"),
+        ])
+        .await,
+    );
+    let live = app.open(Some(600)).await;
+    assert!(app.verify(&live).await, "warm: the connection is made");
+    // Every chunk between sessiond and Redis now takes 300 ms each way.
+    relay.delay(Duration::from_millis(300));
+    let before = commandstat(&redis, "mget");
+    let first = {
+        let (app, token) = (app.clone(), live.clone());
+        tokio::spawn(async move { app.verify(&token).await })
+    };
+    // The first MGET is on its way (held by the relay); these arrive meanwhile.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    const LATER: usize = 30;
+    let later: Vec<_> = (0..LATER)
+        .map(|i| {
+            let app = app.clone();
+            let token = if i % 3 == 0 {
+                "00890640-ec03-4663-82ce-456ea993807d".to_owned()
+            } else {
+                live.clone()
+            };
+            tokio::spawn(async move { (i % 3 != 0, app.verify(&token).await) })
+        })
+        .collect();
+    assert!(first.await.expect("first call"), "the first call's answer");
+    for call in later {
+        let (expected, active) = call.await.expect("later call");
+        assert_eq!(
+            active, expected,
+            "each call gets the answer for its own token"
+        );
+    }
+    relay.delay(Duration::ZERO);
+    let mgets = commandstat(&redis, "mget") - before;
+    assert_eq!(
+        mgets, 2,
+        "the first call's MGET, then one for the {LATER} calls that arrived while it was in flight"
+    );
 }

@@ -18,9 +18,11 @@ tokio::task_local! {
     static CURRENT: HeaderValue;
 }
 
-/// Runs `future` as the serving of the request with id `id`.
-pub async fn scope<F: Future>(id: HeaderValue, future: F) -> F::Output {
-    CURRENT.scope(id, future).await
+/// Runs `future` as the serving of the request with id `id`. A plain function, not an
+/// `async fn`: an `async fn` would hold `future` twice (as its argument and inside the scope),
+/// doubling the size of every request's future.
+pub fn scope<F: Future>(id: HeaderValue, future: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(id, future)
 }
 
 /// Calls `f` with the id of the request being served on this task, or `""` outside one. For

@@ -61,9 +61,10 @@ pub async fn route(
     let version = req.version();
     let target =
         started.map(|started| (started, req.method().clone(), req.uri().path().to_owned()));
-    let mut response = request_id::scope(id.clone(), answer(&app, req, admission))
-        .instrument(span.clone())
-        .await;
+    let fut = request_id::scope(id.clone(), answer(&app, req, admission)).instrument(span.clone());
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| eprintln!("SIZE scoped answer {}", std::mem::size_of_val(&fut)));
+    let mut response = fut.await;
     if let Some((started, method, path)) = target {
         tracing::debug!(
             parent: &span,
@@ -90,7 +91,7 @@ async fn answer(app: &App, req: Request<Incoming>, admission: Admission) -> Resp
     if admission == Admission::ProbesOnly {
         return match req.uri().path() {
             "/healthz" if get => health::live(),
-            "/readyz" if get => health::ready(app).await,
+            "/readyz" if get => Box::pin(health::ready(app)).await,
             _ => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "connection limit reached; retry later\n",
@@ -104,7 +105,7 @@ async fn answer(app: &App, req: Request<Incoming>, admission: Admission) -> Resp
         },
         "/" => method_not_allowed("POST"),
         "/healthz" if get => health::live(),
-        "/readyz" if get => health::ready(app).await,
+        "/readyz" if get => Box::pin(health::ready(app)).await,
         "/metrics" if get => {
             if app.settings.auth.metrics_auth {
                 if let Some(refused) = refusal(app, &req, false) {
@@ -118,9 +119,11 @@ async fn answer(app: &App, req: Request<Incoming>, admission: Admission) -> Resp
             );
             response
         }
-        path if path == "/auth" || path.starts_with("/auth/") => gateway::check(app, &req).await,
-        "/oauth2/introspect" => oauth2::answer(app, Endpoint::Introspect, req).await,
-        "/oauth2/revoke" => oauth2::answer(app, Endpoint::Revoke, req).await,
+        path if path == "/auth" || path.starts_with("/auth/") => {
+            Box::pin(gateway::check(app, &req)).await
+        }
+        "/oauth2/introspect" => Box::pin(oauth2::answer(app, Endpoint::Introspect, req)).await,
+        "/oauth2/revoke" => Box::pin(oauth2::answer(app, Endpoint::Revoke, req)).await,
         "/openrpc.json" if get => json(
             StatusCode::OK,
             openrpc::document(&app.settings.expiry).as_bytes().to_vec(),

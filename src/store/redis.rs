@@ -49,6 +49,18 @@ impl std::ops::Deref for RedisStore {
 /// A verify call waiting for its batch's answer.
 type Waiting = (Vec<u8>, oneshot::Sender<Result<bool, StoreError>>);
 
+/// The verify calls waiting for an `MGET`.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Waiting>,
+    /// A flush task is running: it sends what waits as soon as its `MGET` in flight is
+    /// answered, so the calls that arrive meanwhile need not start another.
+    flushing: bool,
+}
+
+/// The most keys one coalesced `MGET` names; more waiting go in the next one.
+const MAX_COALESCED: usize = 512;
+
 /// The connection and what is sent on it.
 pub struct Inner {
     client: redis::Client,
@@ -59,8 +71,8 @@ pub struct Inner {
     current: Mutex<Option<(MultiplexedConnection, Instant)>>,
     /// Held while connecting; the last failed connect.
     connecting: tokio::sync::Mutex<Option<(Instant, String)>>,
-    /// Verify calls waiting for the next `MGET`.
-    waiting: Mutex<Vec<Waiting>>,
+    /// Verify calls waiting for the next `MGET`, and whether one is being sent.
+    waiting: Mutex<Queue>,
     /// Set once `MGET` was refused: the `EXISTS` path answers from then on.
     mget_refused: AtomicBool,
     /// Where the size of each coalesced batch is observed.
@@ -91,7 +103,7 @@ impl RedisStore {
                 timeout,
                 current: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(None),
-                waiting: Mutex::new(Vec::new()),
+                waiting: Mutex::new(Queue::default()),
                 mget_refused: AtomicBool::new(false),
                 batch_sizes: None,
             }),
@@ -215,21 +227,46 @@ impl Inner {
 
 impl Inner {
     /// Sends the waiting verify calls' keys as one `MGET` and answers each call, within the
-    /// store timeout (a hung Redis must not hold the batch, or its connection, forever).
+    /// store timeout (a hung Redis must not hold the batch, or its connection, forever); then
+    /// the calls that arrived while it was in flight, as the next `MGET`, until none wait.
+    /// One `MGET` in flight per connection: under load the batches grow with the load
+    /// instead of the commands (figures in docs/BENCHMARKS.md).
     async fn flush(self: Arc<Self>) {
-        let batch = std::mem::take(
-            &mut *self
-                .waiting
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        if batch.is_empty() {
-            return;
+        loop {
+            // Behind the tasks already woken (the first time by being spawned): the calls
+            // they make join this batch.
+            tokio::task::yield_now().await;
+            let batch = {
+                let mut queue = self
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if queue.waiting.is_empty() {
+                    queue.flushing = false;
+                    return;
+                }
+                let rest = queue.waiting.len().saturating_sub(MAX_COALESCED);
+                let mut batch = std::mem::take(&mut queue.waiting);
+                queue.waiting = batch.split_off(batch.len() - rest);
+                batch
+            };
+            self.send_batch(batch).await;
         }
+    }
+
+    /// One coalesced `MGET` and the answer to each of its calls.
+    async fn send_batch(&self, batch: Vec<Waiting>) {
         if let Some(sizes) = &self.batch_sizes {
             sizes.observe(batch.len() as f64);
         }
-        let keys: Vec<Vec<u8>> = batch.iter().map(|(key, _)| key.clone()).collect();
+        // Callers that gave up (their own timeout) are not asked about.
+        let (keys, answers): (Vec<Vec<u8>>, Vec<_>) = batch
+            .into_iter()
+            .filter(|(_, answer)| !answer.is_closed())
+            .unzip();
+        if keys.is_empty() {
+            return;
+        }
         let started = Instant::now();
         let found = match tokio::time::timeout(self.timeout, self.lookup(&keys)).await {
             Ok(found) => found,
@@ -240,12 +277,12 @@ impl Inner {
         };
         match found {
             Ok(found) => {
-                for ((_, answer), live) in batch.into_iter().zip(found) {
+                for (answer, live) in answers.into_iter().zip(found) {
                     let _ = answer.send(Ok(live));
                 }
             }
             Err(err) => {
-                for (_, answer) in batch {
+                for answer in answers {
                     let _ = answer.send(Err(err.copy()));
                 }
             }
@@ -333,17 +370,15 @@ impl SessionStore for RedisStore {
     /// Joins the verify calls waiting for the next `MGET` (and starts it when first).
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let (answer, answered) = oneshot::channel();
-        let first = {
-            let mut waiting = self
+        let start = {
+            let mut queue = self
                 .waiting
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            waiting.push((self.key(key), answer));
-            waiting.len() == 1
+            queue.waiting.push((self.key(key), answer));
+            !std::mem::replace(&mut queue.flushing, true)
         };
-        if first {
-            // Queued behind the tasks this turn of the event loop already woke: their verify
-            // calls join this batch before it is sent.
+        if start {
             tokio::spawn(self.inner.clone().flush());
         }
         answered.await.unwrap_or_else(|_| {
