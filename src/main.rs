@@ -9,8 +9,7 @@ use sessiond::config::Settings;
 use sessiond::http::{health, server, shutdown};
 use sessiond::telemetry;
 
-/// mimalloc rather than glibc's malloc: less CPU per request and less memory held per idle
-/// connection (docs/BENCHMARKS.md, round two).
+/// mimalloc rather than glibc's malloc: less CPU per request (docs/BENCHMARKS.md, round two).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -142,3 +142,51 @@ async fn calls_arriving_while_an_mget_is_in_flight_go_together_in_the_next_one()
         "the first call's MGET, then one for the {LATER} calls that arrived while it was in flight"
     );
 }
+
+/// Close calls that arrive together share `DEL` commands the same way, and every one of them
+/// closes its own session.
+#[tokio::test]
+async fn concurrent_close_calls_share_del_commands_and_each_session_is_gone() {
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.port);
+    let app = std::sync::Arc::new(
+        spawn_app(&[
+            ("SESSIOND_REDIS_URL", &relay.url()),
+            ("SESSIOND_REDIS_TIMEOUT_MS", "5000"),
+            ("SESSIOND_WORKER_THREADS", "1"),
+        ])
+        .await,
+    );
+    const SESSIONS: usize = 40;
+    let mut tokens = Vec::new();
+    for _ in 0..SESSIONS {
+        tokens.push(app.open(Some(600)).await);
+    }
+    // A slow link, so that the closes are on their way together.
+    relay.delay(Duration::from_millis(100));
+    let before = commandstat(&redis, "del");
+    let closes: Vec<_> = tokens
+        .iter()
+        .cloned()
+        .map(|token| {
+            let app = app.clone();
+            tokio::spawn(async move { app.close(&token).await })
+        })
+        .collect();
+    for close in closes {
+        close.await.expect("close call");
+    }
+    relay.delay(Duration::ZERO);
+    let dels = commandstat(&redis, "del") - before;
+    assert!(
+        (1..SESSIONS as u64 / 2).contains(&dels),
+        "{SESSIONS} concurrent closes took {dels} DEL commands"
+    );
+    for token in &tokens {
+        assert!(!app.verify(token).await, "a closed session is gone");
+    }
+    let keys: u64 = redis::cmd("DBSIZE")
+        .query(&mut redis.client())
+        .expect("DBSIZE");
+    assert_eq!(keys, 0, "no session is left in Redis");
+}

@@ -61,10 +61,9 @@ pub async fn route(
     let version = req.version();
     let target =
         started.map(|started| (started, req.method().clone(), req.uri().path().to_owned()));
-    let fut = request_id::scope(id.clone(), answer(&app, req, admission)).instrument(span.clone());
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| eprintln!("SIZE scoped answer {}", std::mem::size_of_val(&fut)));
-    let mut response = fut.await;
+    let mut response = request_id::scope(id.clone(), answer(&app, req, admission))
+        .instrument(span.clone())
+        .await;
     if let Some((started, method, path)) = target {
         tracing::debug!(
             parent: &span,

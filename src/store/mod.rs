@@ -3,6 +3,7 @@
 //! configuration.
 
 mod cluster;
+mod coalesce;
 mod identity;
 pub mod key;
 mod memory;

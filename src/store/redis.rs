@@ -1,11 +1,12 @@
 //! The Redis backend: one multiplexed connection per worker that pipelines its concurrent
 //! calls on one socket. Open is `SET key value EX ttl NX`, close `DEL`, readiness `ROLE`.
 //!
-//! Verify calls are coalesced: the calls that arrive together on a worker (from different
-//! connections, within one turn of its event loop) share one `MGET` naming all their keys,
-//! so Redis answers one command instead of many (DataLoader-style; figures in
-//! docs/BENCHMARKS.md). Each caller keeps its own timeout; a failure reaches every call of
-//! the batch and nothing else. A batch request's verify calls are one `MGET` too. Where `MGET`
+//! Verify and close calls are coalesced (`coalesce.rs`): the calls that arrive together on a
+//! worker (from different connections) share one `MGET` (verify) or one `DEL` (close) naming
+//! all their keys, one command of each in flight at a time, so Redis answers one command
+//! instead of many (figures in docs/BENCHMARKS.md). Each caller keeps its own timeout; a
+//! failure reaches every call of the batch and nothing else. A batch request's verify calls
+//! are one `MGET` too. Where `MGET`
 //! is refused (an ACL user without `+get`, or a sharding endpoint refusing keys of several
 //! slots) the old path answers: one multi-key `EXISTS`, then single-key ones in a pipeline.
 //!
@@ -21,9 +22,9 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, Role};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::coalesce::{self, Queue, Waiting};
 use super::identity::{self, Exec, Request};
 use super::key::SessionKey;
 use super::{SessionStore, StoreError, tcp_settings};
@@ -46,20 +47,14 @@ impl std::ops::Deref for RedisStore {
     }
 }
 
-/// A verify call waiting for its batch's answer.
-type Waiting = (Vec<u8>, oneshot::Sender<Result<bool, StoreError>>);
-
-/// The verify calls waiting for an `MGET`.
-#[derive(Default)]
-struct Queue {
-    waiting: Vec<Waiting>,
-    /// A flush task is running: it sends what waits as soon as its `MGET` in flight is
-    /// answered, so the calls that arrive meanwhile need not start another.
-    flushing: bool,
+/// Which coalesced command a queue feeds.
+#[derive(Clone, Copy)]
+enum Batched {
+    /// Verify: one `MGET`.
+    Exists,
+    /// Close: one `DEL`.
+    Delete,
 }
-
-/// The most keys one coalesced `MGET` names; more waiting go in the next one.
-const MAX_COALESCED: usize = 512;
 
 /// The connection and what is sent on it.
 pub struct Inner {
@@ -71,8 +66,10 @@ pub struct Inner {
     current: Mutex<Option<(MultiplexedConnection, Instant)>>,
     /// Held while connecting; the last failed connect.
     connecting: tokio::sync::Mutex<Option<(Instant, String)>>,
-    /// Verify calls waiting for the next `MGET`, and whether one is being sent.
-    waiting: Mutex<Queue>,
+    /// Verify calls waiting for the next `MGET`.
+    verifying: Queue,
+    /// Close calls waiting for the next `DEL`.
+    closing: Queue,
     /// Set once `MGET` was refused: the `EXISTS` path answers from then on.
     mget_refused: AtomicBool,
     /// Where the size of each coalesced batch is observed.
@@ -103,7 +100,8 @@ impl RedisStore {
                 timeout,
                 current: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(None),
-                waiting: Mutex::new(Queue::default()),
+                verifying: Queue::default(),
+                closing: Queue::default(),
                 mget_refused: AtomicBool::new(false),
                 batch_sizes: None,
             }),
@@ -226,67 +224,89 @@ impl Inner {
 }
 
 impl Inner {
-    /// Sends the waiting verify calls' keys as one `MGET` and answers each call, within the
-    /// store timeout (a hung Redis must not hold the batch, or its connection, forever); then
-    /// the calls that arrived while it was in flight, as the next `MGET`, until none wait.
-    /// One `MGET` in flight per connection: under load the batches grow with the load
-    /// instead of the commands (figures in docs/BENCHMARKS.md).
-    async fn flush(self: Arc<Self>) {
+    fn queue(&self, kind: Batched) -> &Queue {
+        match kind {
+            Batched::Exists => &self.verifying,
+            Batched::Delete => &self.closing,
+        }
+    }
+
+    /// Sends a queue's waiting calls as one command and answers each, then the calls that
+    /// arrived while it was in flight as the next one, until none wait (`coalesce.rs`).
+    async fn flush(self: Arc<Self>, kind: Batched) {
         loop {
             // Behind the tasks already woken (the first time by being spawned): the calls
             // they make join this batch.
             tokio::task::yield_now().await;
-            let batch = {
-                let mut queue = self
-                    .waiting
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if queue.waiting.is_empty() {
-                    queue.flushing = false;
-                    return;
-                }
-                let rest = queue.waiting.len().saturating_sub(MAX_COALESCED);
-                let mut batch = std::mem::take(&mut queue.waiting);
-                queue.waiting = batch.split_off(batch.len() - rest);
-                batch
+            let Some(batch) = self.queue(kind).next_batch() else {
+                return;
             };
-            self.send_batch(batch).await;
+            self.send_batch(kind, batch).await;
         }
     }
 
-    /// One coalesced `MGET` and the answer to each of its calls.
-    async fn send_batch(&self, batch: Vec<Waiting>) {
-        if let Some(sizes) = &self.batch_sizes {
-            sizes.observe(batch.len() as f64);
-        }
-        // Callers that gave up (their own timeout) are not asked about.
-        let (keys, answers): (Vec<Vec<u8>>, Vec<_>) = batch
-            .into_iter()
-            .filter(|(_, answer)| !answer.is_closed())
-            .unzip();
+    /// One coalesced command, within the store timeout (a hung Redis must not hold the
+    /// batch, or its connection, forever), and the answer to each of its calls.
+    async fn send_batch(&self, kind: Batched, batch: Vec<Waiting>) {
+        let (keys, answers): (Vec<Vec<u8>>, Vec<_>) = match kind {
+            Batched::Exists => {
+                if let Some(sizes) = &self.batch_sizes {
+                    sizes.observe(batch.len() as f64);
+                }
+                // Callers that gave up (their own timeout) are not asked about. A close is
+                // sent even so: it was asked for, and its caller was told the outcome is
+                // unknown.
+                batch
+                    .into_iter()
+                    .filter(|(_, answer)| !answer.is_closed())
+                    .unzip()
+            }
+            Batched::Delete => batch.into_iter().unzip(),
+        };
         if keys.is_empty() {
             return;
         }
         let started = Instant::now();
-        let found = match tokio::time::timeout(self.timeout, self.lookup(&keys)).await {
-            Ok(found) => found,
+        let sent = async {
+            match kind {
+                Batched::Exists => self.lookup(&keys).await,
+                Batched::Delete => self
+                    .delete_all(&keys)
+                    .await
+                    .map(|()| vec![true; keys.len()]),
+            }
+        };
+        let outcome = match tokio::time::timeout(self.timeout, sent).await {
+            Ok(outcome) => outcome,
             Err(_) => {
-                self.forget_if_older(started, &"a batched EXISTS timed out on it");
+                self.forget_if_older(started, &"a batched command timed out on it");
                 Err(StoreError::Timeout(self.timeout))
             }
         };
-        match found {
-            Ok(found) => {
-                for (answer, live) in answers.into_iter().zip(found) {
-                    let _ = answer.send(Ok(live));
-                }
-            }
-            Err(err) => {
-                for answer in answers {
-                    let _ = answer.send(Err(err.copy()));
-                }
-            }
+        coalesce::answer_all(answers, outcome);
+    }
+
+    /// Deletes the keys: one `DEL` naming them all.
+    async fn delete_all(&self, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+        let mut del = redis::cmd("DEL");
+        for key in keys {
+            del.arg(key);
         }
+        let _: u64 = self.query(Request::Cmd(&del)).await?;
+        Ok(())
+    }
+
+    /// Joins `kind`'s queue (starting its flush task when none runs) and waits for the answer.
+    async fn batched(
+        self: &Arc<Self>,
+        kind: Batched,
+        key: &SessionKey,
+    ) -> Result<bool, StoreError> {
+        let (answered, start) = self.queue(kind).join(self.key(key));
+        if start {
+            tokio::spawn(self.clone().flush(kind));
+        }
+        coalesce::answered(answered).await
     }
 
     /// Whether each key exists: one `MGET` (nil or a value per key); where it is refused, one
@@ -367,25 +387,9 @@ impl Exec for RedisStore {
 impl SessionStore for RedisStore {
     identity::delegate!();
 
-    /// Joins the verify calls waiting for the next `MGET` (and starts it when first).
+    /// Joins the verify calls waiting for the next `MGET`.
     async fn exists(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let (answer, answered) = oneshot::channel();
-        let start = {
-            let mut queue = self
-                .waiting
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            queue.waiting.push((self.key(key), answer));
-            !std::mem::replace(&mut queue.flushing, true)
-        };
-        if start {
-            tokio::spawn(self.inner.clone().flush());
-        }
-        answered.await.unwrap_or_else(|_| {
-            Err(StoreError::Unexpected(
-                "a batched EXISTS was dropped".to_owned(),
-            ))
-        })
+        self.inner.batched(Batched::Exists, key).await
     }
 
     async fn exists_many(&self, keys: &[SessionKey]) -> Result<Vec<bool>, StoreError> {
@@ -393,11 +397,9 @@ impl SessionStore for RedisStore {
         self.lookup(&keys).await
     }
 
+    /// Joins the close calls waiting for the next `DEL`.
     async fn delete(&self, key: &SessionKey) -> Result<(), StoreError> {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(self.key(key));
-        let _: u64 = self.query(Request::Cmd(&cmd)).await?;
-        Ok(())
+        self.inner.batched(Batched::Delete, key).await.map(|_| ())
     }
 
     /// `ROLE`: ready means this Redis answers and takes writes; a read-only replica answers
