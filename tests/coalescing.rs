@@ -25,6 +25,21 @@ fn commandstat(redis: &RedisServer, command: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A Redis, a relay in front of it (to slow the link), and sessiond on it with one worker —
+/// one Redis connection, so every call of a test shares its queues — and a store timeout
+/// longer than the relay's delays.
+async fn one_worker_behind_a_relay() -> (RedisServer, Relay, std::sync::Arc<common::TestApp>) {
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.port);
+    let app = spawn_app(&[
+        ("SESSIOND_REDIS_URL", &relay.url()),
+        ("SESSIOND_REDIS_TIMEOUT_MS", "5000"),
+        ("SESSIOND_WORKER_THREADS", "1"),
+    ])
+    .await;
+    (redis, relay, std::sync::Arc::new(app))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_verify_calls_share_mget_commands_and_each_gets_its_answer() {
     let (redis, app) = spawn_redis_app().await;
@@ -93,17 +108,7 @@ async fn concurrent_verify_calls_share_mget_commands_and_each_gets_its_answer() 
 /// it and then go together, as the next one — not one command per turn of the event loop.
 #[tokio::test]
 async fn calls_arriving_while_an_mget_is_in_flight_go_together_in_the_next_one() {
-    let redis = RedisServer::start();
-    let relay = Relay::start(redis.port);
-    // One worker: one Redis connection, so every call below shares its queue.
-    let app = std::sync::Arc::new(
-        spawn_app(&[
-            ("SESSIOND_REDIS_URL", &relay.url()),
-            ("SESSIOND_REDIS_TIMEOUT_MS", "5000"),
-            ("SESSIOND_WORKER_THREADS", "1"),
-        ])
-        .await,
-    );
+    let (redis, relay, app) = one_worker_behind_a_relay().await;
     let live = app.open(Some(600)).await;
     assert!(app.verify(&live).await, "warm: the connection is made");
     // Every chunk between sessiond and Redis now takes 300 ms each way.
@@ -147,16 +152,7 @@ async fn calls_arriving_while_an_mget_is_in_flight_go_together_in_the_next_one()
 /// closes its own session.
 #[tokio::test]
 async fn concurrent_close_calls_share_del_commands_and_each_session_is_gone() {
-    let redis = RedisServer::start();
-    let relay = Relay::start(redis.port);
-    let app = std::sync::Arc::new(
-        spawn_app(&[
-            ("SESSIOND_REDIS_URL", &relay.url()),
-            ("SESSIOND_REDIS_TIMEOUT_MS", "5000"),
-            ("SESSIOND_WORKER_THREADS", "1"),
-        ])
-        .await,
-    );
+    let (redis, relay, app) = one_worker_behind_a_relay().await;
     const SESSIONS: usize = 40;
     let mut tokens = Vec::new();
     for _ in 0..SESSIONS {
