@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::relay::Relay;
 use common::{RedisServer, spawn_app, spawn_redis_app};
@@ -104,47 +104,72 @@ async fn concurrent_verify_calls_share_mget_commands_and_each_gets_its_answer() 
     assert!(count >= mgets, "{metrics}");
 }
 
-/// One `MGET` in flight per connection: the calls that arrive while it is on its way wait for
-/// it and then go together, as the next one — not one command per turn of the event loop.
+/// At most two `MGET`s in flight per connection: a call that arrives while one is on its way
+/// starts the second at once (it does not wait for the first's answer), and the calls that
+/// arrive while both are out wait and then go together as one more — not one command per
+/// call or per turn of the event loop.
 #[tokio::test]
-async fn calls_arriving_while_an_mget_is_in_flight_go_together_in_the_next_one() {
+async fn calls_arriving_while_mgets_are_in_flight_go_together_two_at_most() {
     let (redis, relay, app) = one_worker_behind_a_relay().await;
     let live = app.open(Some(600)).await;
     assert!(app.verify(&live).await, "warm: the connection is made");
-    // Every chunk between sessiond and Redis now takes 300 ms each way.
-    relay.delay(Duration::from_millis(300));
+    // Every chunk between sessiond and Redis is now held 500 ms, one after another, each way:
+    // the first MGET's answer is back at 1.0 s; a second sent at once, at 1.5 s; one sent
+    // only when the first is answered, at 2.0 s.
+    relay.delay(Duration::from_millis(500));
     let before = commandstat(&redis, "mget");
+    let started = Instant::now();
     let first = {
         let (app, token) = (app.clone(), live.clone());
-        tokio::spawn(async move { app.verify(&token).await })
-    };
-    // The first MGET is on its way (held by the relay); these arrive meanwhile.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    const LATER: usize = 30;
-    let later: Vec<_> = (0..LATER)
-        .map(|i| {
-            let app = app.clone();
-            let token = if i % 3 == 0 {
-                "00890640-ec03-4663-82ce-456ea993807d".to_owned()
-            } else {
-                live.clone()
-            };
-            tokio::spawn(async move { (i % 3 != 0, app.verify(&token).await) })
+        tokio::spawn(async move {
+            let active = app.verify(&token).await;
+            (active, started.elapsed())
         })
-        .collect();
-    assert!(first.await.expect("first call"), "the first call's answer");
+    };
+    // The first MGET is on its way (held by the relay); these arrive meanwhile, in waves
+    // 40 ms apart: the first wave starts the second MGET, and the later waves, arriving while
+    // both are out, go together in a third (without the bound each wave would start one).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    const WAVES: usize = 6;
+    const LATER: usize = WAVES * 5;
+    let mut later = Vec::with_capacity(LATER);
+    for i in 0..LATER {
+        if i > 0 && i % (LATER / WAVES) == 0 {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        let app = app.clone();
+        let token = if i % 3 == 0 {
+            "00890640-ec03-4663-82ce-456ea993807d".to_owned()
+        } else {
+            live.clone()
+        };
+        later.push(tokio::spawn(async move {
+            let active = app.verify(&token).await;
+            (i % 3 != 0, active, started.elapsed())
+        }));
+    }
+    let (active, first_done) = first.await.expect("first call");
+    assert!(active, "the first call's answer");
+    let mut earliest_later = Duration::MAX;
     for call in later {
-        let (expected, active) = call.await.expect("later call");
+        let (expected, active, done) = call.await.expect("later call");
         assert_eq!(
             active, expected,
             "each call gets the answer for its own token"
         );
+        earliest_later = earliest_later.min(done);
     }
     relay.delay(Duration::ZERO);
     let mgets = commandstat(&redis, "mget") - before;
     assert_eq!(
-        mgets, 2,
-        "the first call's MGET, then one for the {LATER} calls that arrived while it was in flight"
+        mgets, 3,
+        "the first call's MGET, a second started at once by the first wave, and one more for \
+         the later waves' calls, which arrived while both were in flight"
+    );
+    assert!(
+        earliest_later < first_done + Duration::from_millis(750),
+        "the second MGET did not wait for the first's answer: first call done at \
+         {first_done:?}, the earliest later one at {earliest_later:?}"
     );
 }
 

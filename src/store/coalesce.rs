@@ -1,7 +1,7 @@
 //! Calls that arrive together, sent to Redis as one command (DataLoader-style): each call
-//! joins a queue and waits for its own answer; one flush task per queue sends what waits as
-//! one multi-key command, and while that command is in flight the calls arriving meanwhile
-//! wait for it and form the next one. So under load the batches grow with the load instead of
+//! joins a queue and waits for its own answer; a flush task sends what waits as one
+//! multi-key command. A queue runs at most two flush tasks (so two commands in flight), and
+//! the calls arriving while both are out wait and form the next one. So under load the batches grow with the load instead of
 //! the commands, and an idle service sends each call at once (figures in
 //! docs/BENCHMARKS.md, round two). The Redis backend (`redis.rs`) has two queues: verify
 //! (`MGET`) and close (`DEL`).
@@ -14,6 +14,13 @@ use super::StoreError;
 
 /// The most keys one coalesced command names; more waiting go in the next one.
 pub const MAX_BATCH: usize = 512;
+
+/// The most flush tasks (so commands) one queue has running at once. One would put Redis's
+/// lookup time on every call's path (with 10M keys stored it is longer, and the service
+/// waits for it); two overlap one command's trip with the next one's (the 10M store row in
+/// docs/BENCHMARKS.md, round two), and the calls arriving while both are out still wait and
+/// go together.
+pub const MAX_IN_FLIGHT: usize = 2;
 
 /// Where a call's answer goes: for verify whether its key exists; for close, `true`.
 pub type Answer = oneshot::Sender<Result<bool, StoreError>>;
@@ -30,28 +37,33 @@ pub struct Queue {
 #[derive(Default)]
 struct Waiters {
     waiting: Vec<Waiting>,
-    /// A flush task is running: it takes what waits as soon as its command in flight is
-    /// answered, so the calls that arrive meanwhile need not start another.
-    flushing: bool,
+    /// How many flush tasks run (at most [`MAX_IN_FLIGHT`]): each takes what waits as soon
+    /// as its command in flight is answered, so the calls that arrive meanwhile need not
+    /// start another.
+    flushing: usize,
 }
 
 impl Queue {
-    /// Adds a call. The receiver gets its answer; `true` means no flush task is running and
-    /// the caller must start one.
+    /// Adds a call. The receiver gets its answer; `true` means fewer than [`MAX_IN_FLIGHT`]
+    /// flush tasks are running and the caller must start one.
     pub fn join(&self, key: Vec<u8>) -> (oneshot::Receiver<Result<bool, StoreError>>, bool) {
         let (answer, answered) = oneshot::channel();
         let mut inner = self.lock();
         inner.waiting.push((key, answer));
-        let start = !std::mem::replace(&mut inner.flushing, true);
+        let start = inner.flushing < MAX_IN_FLIGHT;
+        if start {
+            inner.flushing += 1;
+        }
         (answered, start)
     }
 
     /// The next batch for the flush task (at most [`MAX_BATCH`] calls, oldest first), or
-    /// `None` when nothing waits: the flush task then ends, and the next call starts another.
+    /// `None` when nothing waits: the flush task then ends, and the next call may start
+    /// another.
     pub fn next_batch(&self) -> Option<Vec<Waiting>> {
         let mut inner = self.lock();
         if inner.waiting.is_empty() {
-            inner.flushing = false;
+            inner.flushing -= 1;
             return None;
         }
         let rest = inner.waiting.len().saturating_sub(MAX_BATCH);
@@ -100,17 +112,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_first_call_starts_the_flush_and_later_ones_join_it() {
+    fn the_first_calls_start_flushes_up_to_the_limit_and_later_ones_join_them() {
         let queue = Queue::default();
-        let (_a, start_a) = queue.join(b"a".to_vec());
-        let (_b, start_b) = queue.join(b"b".to_vec());
-        assert!(start_a && !start_b);
-        let batch = queue.next_batch().expect("two wait");
-        assert_eq!(batch.len(), 2);
-        // Nothing waits: the flush task ends, and the next call starts a new one.
+        let starts: Vec<bool> = (0..MAX_IN_FLIGHT + 2)
+            .map(|i| queue.join(i.to_string().into_bytes()).1)
+            .collect();
+        assert_eq!(starts.iter().filter(|&&s| s).count(), MAX_IN_FLIGHT);
+        assert!(starts[..MAX_IN_FLIGHT].iter().all(|&s| s), "{starts:?}");
+        let batch = queue.next_batch().expect("all wait");
+        assert_eq!(batch.len(), MAX_IN_FLIGHT + 2);
+        // One flush task finds nothing waiting and ends: a call may start another in its
+        // place, and then the next one waits again.
         assert!(queue.next_batch().is_none());
-        let (_c, start_c) = queue.join(b"c".to_vec());
-        assert!(start_c);
+        assert!(
+            queue.join(b"c".to_vec()).1,
+            "below the limit: this call starts one"
+        );
+        assert!(
+            !queue.join(b"d".to_vec()).1,
+            "at the limit: this call waits"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Verify and close calls are coalesced (`coalesce.rs`): the calls that arrive together on a
 //! worker (from different connections) share one `MGET` (verify) or one `DEL` (close) naming
-//! all their keys, one command of each in flight at a time, so Redis answers one command
+//! all their keys, at most two commands of each in flight at a time, so Redis answers one command
 //! instead of many (figures in docs/BENCHMARKS.md). Each caller keeps its own timeout; a
 //! failure reaches every call of the batch and nothing else. A batch request's verify calls
 //! are one `MGET` too. Where `MGET`
@@ -296,7 +296,8 @@ impl Inner {
         Ok(())
     }
 
-    /// Joins `kind`'s queue (starting its flush task when none runs) and waits for the answer.
+    /// Joins `kind`'s queue (starting a flush task when fewer than two run) and waits for
+    /// the answer.
     async fn batched(
         self: &Arc<Self>,
         kind: Batched,
