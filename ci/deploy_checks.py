@@ -298,6 +298,8 @@ def check_ports() -> None:
 
 # The first open-source nginx with `resolve` on an upstream server.
 NGINX_RESOLVE = (1, 27, 3)
+# The longest fail_timeout on the upstream's server (see check_nginx).
+MAX_FAIL_TIMEOUT_MS = 2000
 # The line a local nginx without `resolve` tests in its place (the name "sessiond" does not
 # resolve here, and nginx resolves a plain server name when it loads the file).
 NGINX_STAND_IN = "server 127.0.0.1:{port};"
@@ -325,9 +327,20 @@ def check_nginx(out: str | None, local_version: str | None) -> None:
     if not re.search(r"^\s*zone\s+\S+\s+\d+[kKmM]?\s*;", body, re.M):
         fail("deploy/nginx.conf: upstream sessiond has no `zone` (`resolve` needs the shared memory)")
     servers = re.findall(r"^\s*server\s+([^;]*);", body, re.M)
-    if servers != [f"sessiond:{port} resolve"]:
-        fail(f"deploy/nginx.conf: upstream sessiond servers {servers}, expected exactly "
-             f"['sessiond:{port} resolve'] (every replica, re-resolved as compose scales)")
+    server = re.fullmatch(rf"sessiond:{port}\s+resolve((?:\s+\S+)*)", servers[0]) if len(servers) == 1 else None
+    if not server:
+        fail(f"deploy/nginx.conf: upstream sessiond servers {servers}, expected exactly one "
+             f"'sessiond:{port} resolve ...' (every replica, re-resolved as compose scales)")
+    params = dict(p.split("=", 1) for p in server.group(1).split() if "=" in p) if server else {}
+    # After a failed connect nginx skips a replica for fail_timeout (default 10 s). Longer than
+    # the gap between replicas in a rolling update, every replica ends up skipped at once and
+    # nginx answers 502 "no live upstreams" (tests/rolling_restart.rs).
+    ft = re.fullmatch(r"(\d+)(ms|s)?", params.get("fail_timeout", "10s"))
+    ft_ms = int(ft.group(1)) * {"ms": 1, "s": 1000}[ft.group(2) or "s"] if ft else None
+    if ft_ms is None or ft_ms > MAX_FAIL_TIMEOUT_MS:
+        fail(f"deploy/nginx.conf: the sessiond server's fail_timeout is {params.get('fail_timeout', '10s (the default)')}; "
+             f"at most {MAX_FAIL_TIMEOUT_MS} ms, or a rolling update that makes each replica refuse one "
+             f"connect leaves nginx with no live upstream")
     if not re.search(r"^\s*resolver\s+\S+", code, re.M):
         fail("deploy/nginx.conf: no `resolver`: `resolve` needs one")
     keepalive = re.search(r"^\s*keepalive\s+(\d+)\s*;", body, re.M)
@@ -361,17 +374,19 @@ def check_nginx(out: str | None, local_version: str | None) -> None:
     elif nginx_version(m.group(1)) < NGINX_RESOLVE:
         fail(f"docker-compose.yml: nginx {m.group(1)} does not know `resolve` on an upstream server "
              f"(nginx >= {'.'.join(map(str, NGINX_RESOLVE))})")
-    summary = (f"upstream sessiond: zone, server sessiond:{port} resolve, keepalive "
+    summary = (f"upstream sessiond: zone, server sessiond:{port} resolve fail_timeout {ft_ms} ms, keepalive "
                f"{keepalive.group(1) if keepalive else '?'}, keepalive_timeout {kt_ms} ms < drain {drain} ms; "
                f"compose runs {image}")
     if out:
         rendered = conf
         local_version = ".".join(str(x) for x in nginx_version(local_version or "") if x != math.inf)
         if nginx_version(local_version) < NGINX_RESOLVE:
-            line = f"server sessiond:{port} resolve;"
-            if conf.count(line) != 1:
-                fail(f"deploy/nginx.conf: expected exactly one {line!r} to stand in for")
-            rendered = conf.replace(line, NGINX_STAND_IN.format(port=port), 1)
+            line = re.compile(rf"server sessiond:{port} resolve((?: [^;]*)?);")
+            if len(line.findall(conf)) != 1:
+                fail(f"deploy/nginx.conf: expected exactly one {line.pattern!r} to stand in for")
+            # The stand-in keeps the server's other parameters (fail_timeout), so nginx -t
+            # checks them too.
+            rendered = line.sub(lambda m: NGINX_STAND_IN.format(port=port)[:-1] + m.group(1) + ";", conf, count=1)
             summary += (f"; the local nginx {local_version} predates `resolve`: "
                         f"{out} tests {NGINX_STAND_IN.format(port=port)!r} in its place")
         Path(out).write_text(rendered)

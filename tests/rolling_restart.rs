@@ -170,13 +170,21 @@ fn shipped_config(
     );
     let conf = replace_once(&conf, "resolver 127.0.0.11 ", &format!("resolver {dns} "));
     // Debian's nginx 1.22 does not know `resolve` in an upstream (1.27.3 does): the one
-    // server line that Docker's DNS would expand becomes the three replicas it names.
+    // server line that Docker's DNS would expand becomes the three replicas it names, each
+    // with the line's other parameters (`fail_timeout`).
+    const SERVER: &str = "server sessiond:8080 resolve";
+    let params = conf
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(SERVER))
+        .and_then(|rest| rest.strip_suffix(';'))
+        .expect("deploy/nginx.conf changed: no `server sessiond:8080 resolve ...;` line");
+    let replicas: Vec<String> = (1..=3)
+        .map(|i| format!("server 127.0.0.{i}:{backend_port}{params};"))
+        .collect();
     let conf = replace_once(
         &conf,
-        "server sessiond:8080 resolve;",
-        &format!(
-            "server 127.0.0.1:{backend_port};\n        server 127.0.0.2:{backend_port};\n        server 127.0.0.3:{backend_port};"
-        ),
+        &format!("{SERVER}{params};"),
+        &replicas.join("\n        "),
     );
     replace_once(
         &conf,
