@@ -1,6 +1,7 @@
-//! Verify calls that arrive together on a worker share one Redis `MGET`: under concurrent load
-//! Redis sees fewer commands than calls, every call still gets its own answer, and the batch
-//! sizes are exported.
+//! Calls that arrive together on a worker share Redis round trips (verify calls one `MGET`,
+//! close calls one `DEL`, reads one pipeline of `GET` and `TTL`): under concurrent load Redis
+//! sees fewer commands (or writes) than calls, every call still gets its own answer, at most
+//! two are in flight, and the verify batch sizes are exported.
 
 mod common;
 
@@ -210,4 +211,157 @@ async fn concurrent_close_calls_share_del_commands_and_each_session_is_gone() {
         .query(&mut redis.client())
         .expect("DBSIZE");
     assert_eq!(keys, 0, "no session is left in Redis");
+}
+
+fn introspect_params(token: &str) -> serde_json::Value {
+    json!({"token": token})
+}
+
+/// Concurrent reads (introspect, and `/auth`, which reads the same way) share pipelines of
+/// `GET` and `TTL`, and each call still gets its own session: its subject, its metadata, its
+/// time left — or inactive for a token never issued; a key that holds something other than a
+/// session fails that call only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_each_get_their_own_session_and_a_bad_key_fails_only_its_call() {
+    let (redis, app) = spawn_redis_app().await;
+    let app = std::sync::Arc::new(app);
+    const SESSIONS: usize = 60;
+    let mut tokens = Vec::with_capacity(SESSIONS);
+    for i in 0..SESSIONS {
+        let opened = app
+            .call(
+                "session.open_session",
+                json!({"expires_in": 600 + i, "subject": format!("user-{i}"), "metadata": {"i": i}}),
+            )
+            .await;
+        tokens.push(
+            opened["result"]["access_token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("open failed: {opened}"))
+                .to_owned(),
+        );
+    }
+    // A token whose key holds a list: GET on it is a WRONGTYPE error reply.
+    let bad = "5a0a6f3e-0f57-4a55-8f2c-6a1f0e1c2d3b";
+    let bad_key = {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(bad.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sessiond:{hex}")
+    };
+    let _: i64 = redis::cmd("RPUSH")
+        .arg(&bad_key)
+        .arg("not a session")
+        .query(&mut redis.client())
+        .expect("RPUSH");
+    let before = commandstat(&redis, "get");
+    for round in 0..5 {
+        let calls: Vec<_> = (0..SESSIONS + 2)
+            .map(|i| {
+                let app = app.clone();
+                let token = match i {
+                    i if i < SESSIONS => tokens[i].clone(),
+                    i if i == SESSIONS => "00890640-ec03-4663-82ce-456ea993807d".to_owned(),
+                    _ => bad.to_owned(),
+                };
+                tokio::spawn(async move {
+                    let answer = app
+                        .call("session.introspect_session", introspect_params(&token))
+                        .await;
+                    (i, answer)
+                })
+            })
+            .collect();
+        for call in calls {
+            let (i, answer) = call.await.expect("call");
+            if i < SESSIONS {
+                let result = &answer["result"];
+                assert_eq!(
+                    result["active"],
+                    json!(true),
+                    "round {round}, call {i}: {answer}"
+                );
+                assert_eq!(result["subject"], json!(format!("user-{i}")), "{answer}");
+                assert_eq!(result["metadata"], json!({"i": i}), "{answer}");
+                let left = result["expires_in"].as_u64().expect("expires_in");
+                assert!(
+                    (590 + i as u64..=600 + i as u64).contains(&left),
+                    "call {i}: its own time left, got {left}"
+                );
+            } else if i == SESSIONS {
+                assert_eq!(answer["result"], json!({"active": false}), "{answer}");
+            } else {
+                assert!(
+                    answer["error"]["code"].is_i64() && answer.get("result").is_none(),
+                    "the key holding a list fails its own call: {answer}"
+                );
+            }
+        }
+    }
+    let gets = commandstat(&redis, "get") - before;
+    assert_eq!(
+        gets,
+        5 * (SESSIONS as u64 + 2),
+        "each read is one GET (the pipeline carries them; none is dropped or doubled)"
+    );
+}
+
+/// Reads are coalesced like verify calls: two pipelines at most in flight, and the reads
+/// arriving while both are out wait and go together in the next one. Behind a relay that
+/// holds every chunk 500 ms: the first read's pipeline is answered at about 1.0 s, a second
+/// sent at once for the first wave at about 1.5 s, and the later waves, sent only when the
+/// first is answered, at about 2.0 s. Sent one pipeline per read instead, the relay would
+/// carry the later waves' together with the second and answer them at about 1.5 s.
+#[tokio::test]
+async fn reads_arriving_while_two_pipelines_are_in_flight_wait_and_go_together() {
+    let (_redis, relay, app) = one_worker_behind_a_relay().await;
+    let live = app.open(Some(600)).await;
+    let warm = app
+        .call("session.introspect_session", introspect_params(&live))
+        .await;
+    assert_eq!(warm["result"]["active"], json!(true), "{warm}");
+    relay.delay(Duration::from_millis(500));
+    let started = Instant::now();
+    let read = |app: std::sync::Arc<common::TestApp>, token: String| async move {
+        let answer = app
+            .call("session.introspect_session", introspect_params(&token))
+            .await;
+        (answer["result"]["active"] == json!(true), started.elapsed())
+    };
+    let first = tokio::spawn(read(app.clone(), live.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    const WAVES: usize = 6;
+    let mut waves = Vec::with_capacity(WAVES);
+    for _ in 0..WAVES {
+        let wave: Vec<_> = (0..5)
+            .map(|_| tokio::spawn(read(app.clone(), live.clone())))
+            .collect();
+        waves.push(wave);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let (active, first_done) = first.await.expect("first read");
+    assert!(active, "the first read's answer");
+    // Per wave: when its first and its last read were answered.
+    let mut done = Vec::with_capacity(WAVES);
+    for wave in waves {
+        let (mut earliest, mut latest) = (Duration::MAX, Duration::ZERO);
+        for call in wave {
+            let (active, at) = call.await.expect("later read");
+            assert!(active, "each read gets its session");
+            earliest = earliest.min(at);
+            latest = latest.max(at);
+        }
+        done.push((earliest, latest));
+    }
+    relay.delay(Duration::ZERO);
+    assert!(
+        done[0].0 < first_done + Duration::from_millis(750),
+        "the first wave's pipeline did not wait for the first's answer: first read done at \
+         {first_done:?}, per wave (first, last answer): {done:?}"
+    );
+    assert!(
+        done[WAVES - 1].1 >= first_done + Duration::from_millis(750),
+        "the later waves waited for a pipeline in flight to be answered, then went together: \
+         first read done at {first_done:?}, per wave (first, last answer): {done:?}"
+    );
 }

@@ -3,8 +3,8 @@
 //! multi-key command. A queue runs at most two flush tasks (so two commands in flight), and
 //! the calls arriving while both are out wait and form the next one. So under load the batches grow with the load instead of
 //! the commands, and an idle service sends each call at once (figures in
-//! docs/BENCHMARKS.md, round two). The Redis backend (`redis.rs`) has two queues: verify
-//! (`MGET`) and close (`DEL`).
+//! docs/BENCHMARKS.md, round two). The Redis backend (`redis.rs`) has three queues: verify
+//! (`MGET`), close (`DEL`) and read (`/auth`, introspect: one pipeline of `GET` and `TTL`).
 
 use std::sync::Mutex;
 
@@ -22,31 +22,41 @@ pub const MAX_BATCH: usize = 512;
 /// go together.
 pub const MAX_IN_FLIGHT: usize = 2;
 
-/// Where a call's answer goes: for verify whether its key exists; for close, `true`.
-pub type Answer = oneshot::Sender<Result<bool, StoreError>>;
+/// Where a call's answer goes: for verify whether its key exists; for close, `true`; for a
+/// read, the session's value and time left.
+pub type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One call: its key and where its answer goes.
-pub type Waiting = (Vec<u8>, Answer);
+pub type Waiting<T> = (Vec<u8>, Answer<T>);
 
 /// A queue of calls for one kind of command.
-#[derive(Default)]
-pub struct Queue {
-    inner: Mutex<Waiters>,
+pub struct Queue<T> {
+    inner: Mutex<Waiters<T>>,
 }
 
-#[derive(Default)]
-struct Waiters {
-    waiting: Vec<Waiting>,
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Waiters {
+                waiting: Vec::new(),
+                flushing: 0,
+            }),
+        }
+    }
+}
+
+struct Waiters<T> {
+    waiting: Vec<Waiting<T>>,
     /// How many flush tasks run (at most [`MAX_IN_FLIGHT`]): each takes what waits as soon
     /// as its command in flight is answered, so the calls that arrive meanwhile need not
     /// start another.
     flushing: usize,
 }
 
-impl Queue {
+impl<T> Queue<T> {
     /// Adds a call. The receiver gets its answer; `true` means fewer than [`MAX_IN_FLIGHT`]
     /// flush tasks are running and the caller must start one.
-    pub fn join(&self, key: Vec<u8>) -> (oneshot::Receiver<Result<bool, StoreError>>, bool) {
+    pub fn join(&self, key: Vec<u8>) -> (oneshot::Receiver<Result<T, StoreError>>, bool) {
         let (answer, answered) = oneshot::channel();
         let mut inner = self.lock();
         inner.waiting.push((key, answer));
@@ -60,7 +70,7 @@ impl Queue {
     /// The next batch for the flush task (at most [`MAX_BATCH`] calls, oldest first), or
     /// `None` when nothing waits: the flush task then ends, and the next call may start
     /// another.
-    pub fn next_batch(&self) -> Option<Vec<Waiting>> {
+    pub fn next_batch(&self) -> Option<Vec<Waiting<T>>> {
         let mut inner = self.lock();
         if inner.waiting.is_empty() {
             inner.flushing -= 1;
@@ -72,19 +82,23 @@ impl Queue {
         Some(batch)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Waiters> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiters<T>> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-/// Answers every call of a batch: each its own verdict, or all the same failure.
-pub fn answer_all(answers: Vec<Answer>, outcome: Result<Vec<bool>, StoreError>) {
+/// Answers every call of a batch: each its own answer (or its own failure), or all the same
+/// failure.
+pub fn answer_all<T>(
+    answers: Vec<Answer<T>>,
+    outcome: Result<Vec<Result<T, StoreError>>, StoreError>,
+) {
     match outcome {
         Ok(verdicts) => {
             for (answer, verdict) in answers.into_iter().zip(verdicts) {
-                let _ = answer.send(Ok(verdict));
+                let _ = answer.send(verdict);
             }
         }
         Err(err) => {
@@ -97,9 +111,9 @@ pub fn answer_all(answers: Vec<Answer>, outcome: Result<Vec<bool>, StoreError>) 
 
 /// What a caller gets from its receiver: its answer, or an error if the flush task was
 /// dropped without answering (the runtime shutting down).
-pub async fn answered(
-    receiver: oneshot::Receiver<Result<bool, StoreError>>,
-) -> Result<bool, StoreError> {
+pub async fn answered<T>(
+    receiver: oneshot::Receiver<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     receiver.await.unwrap_or_else(|_| {
         Err(StoreError::Unexpected(
             "a batched call was dropped unanswered".to_owned(),
@@ -113,7 +127,7 @@ mod tests {
 
     #[test]
     fn the_first_calls_start_flushes_up_to_the_limit_and_later_ones_join_them() {
-        let queue = Queue::default();
+        let queue = Queue::<bool>::default();
         let starts: Vec<bool> = (0..MAX_IN_FLIGHT + 2)
             .map(|i| queue.join(i.to_string().into_bytes()).1)
             .collect();
@@ -136,7 +150,7 @@ mod tests {
 
     #[test]
     fn a_batch_names_at_most_max_batch_keys_oldest_first() {
-        let queue = Queue::default();
+        let queue = Queue::<bool>::default();
         let receivers: Vec<_> = (0..MAX_BATCH + 3)
             .map(|i| queue.join(i.to_string().into_bytes()).0)
             .collect();

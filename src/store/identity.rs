@@ -47,6 +47,18 @@ pub trait Exec: Sync {
         &self,
         request: Request<'_>,
     ) -> impl Future<Output = Result<T, StoreError>> + Send;
+
+    /// A session's value and time left ([`read`]: `GET` and `TTL` in one round trip).
+    /// Standalone Redis answers it from its coalesced reads instead (`redis.rs`).
+    fn read_session(
+        &self,
+        key: &SessionKey,
+    ) -> impl Future<Output = Result<Option<Stored>, StoreError>> + Send
+    where
+        Self: Sized,
+    {
+        read(self, key)
+    }
 }
 
 /// The identity methods of `SessionStore` for a backend that implements [`Exec`]: each calls
@@ -70,7 +82,7 @@ macro_rules! delegate {
             &self,
             key: &$crate::store::key::SessionKey,
         ) -> Result<Option<$crate::store::Stored>, $crate::store::StoreError> {
-            $crate::store::identity::read(self, key).await
+            $crate::store::identity::Exec::read_session(self, key).await
         }
 
         async fn extend(
@@ -202,7 +214,7 @@ fn get_and_ttl(pipe: &mut redis::Pipeline, prefix: &str, key: &SessionKey) {
 
 /// A session read by [`get_and_ttl`]: `None` when it is gone (no value, or TTL -2 because
 /// it expired between the two commands).
-fn stored(value: Option<String>, ttl: i64) -> Option<Stored> {
+pub(super) fn stored(value: Option<String>, ttl: i64) -> Option<Stored> {
     value.filter(|_| ttl != -2).map(|value| Stored {
         value,
         ttl: u64::try_from(ttl).unwrap_or(1).max(1),

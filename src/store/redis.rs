@@ -1,14 +1,16 @@
 //! The Redis backend: one multiplexed connection per worker that pipelines its concurrent
 //! calls on one socket. Open is `SET key value EX ttl NX`, close `DEL`, readiness `ROLE`.
 //!
-//! Verify and close calls are coalesced (`coalesce.rs`): the calls that arrive together on a
-//! worker (from different connections) share one `MGET` (verify) or one `DEL` (close) naming
-//! all their keys, at most two commands of each in flight at a time, so Redis answers one command
-//! instead of many (figures in docs/BENCHMARKS.md). Each caller keeps its own timeout; a
-//! failure reaches every call of the batch and nothing else. A batch request's verify calls
-//! are one `MGET` too. Where `MGET`
-//! is refused (an ACL user without `+get`, or a sharding endpoint refusing keys of several
-//! slots) the old path answers: one multi-key `EXISTS`, then single-key ones in a pipeline.
+//! Verify, close and read calls are coalesced (`coalesce.rs`): the calls that arrive together
+//! on a worker (from different connections) share one `MGET` (verify) or one `DEL` (close)
+//! naming all their keys, or one pipeline of `GET` and `TTL` (reads: `/auth`, introspect, the
+//! OAuth2 introspection), at most two of each in flight at a time, so Redis answers one
+//! command (or one write) instead of many (figures in docs/BENCHMARKS.md). Each caller keeps
+//! its own timeout; a failure reaches every call of the batch and nothing else, and an error
+//! reply to one read fails that read only. A batch request's verify calls are one `MGET` too.
+//! Where `MGET` is refused (an ACL user without `+get`, or a sharding endpoint refusing keys
+//! of several slots) the old path answers: one multi-key `EXISTS`, then single-key ones in a
+//! pipeline.
 //!
 //! The connection is replaced, not trusted: when it breaks (the next call connects again and
 //! the broken call is sent once more on the new one) and when a call times out (a Redis that
@@ -27,7 +29,7 @@ use tokio::time::Instant;
 use super::coalesce::{self, Queue, Waiting};
 use super::identity::{self, Exec, Request};
 use super::key::SessionKey;
-use super::{SessionStore, StoreError, tcp_settings};
+use super::{SessionStore, StoreError, Stored, tcp_settings};
 
 /// After a connect fails, calls fail at once for this long instead of connecting again: a
 /// Redis that is down must not turn every call into a connect attempt.
@@ -47,13 +49,118 @@ impl std::ops::Deref for RedisStore {
     }
 }
 
-/// Which coalesced command a queue feeds.
+/// A kind of coalesced call: its queue, and how one batch of it is sent.
+trait Coalesced: Copy + Send + Sync + 'static {
+    /// What each call is answered.
+    type Answer: Send + 'static;
+
+    fn queue(self, inner: &Inner) -> &Queue<Self::Answer>;
+
+    /// Whether a call whose caller gave up (its own timeout) is sent even so: a close is (it
+    /// was asked for, and its caller was told the outcome is unknown); a lookup is not.
+    fn sent_when_abandoned(self) -> bool;
+
+    /// One command (or pipeline) for the batch's keys: each key's answer, or the failure
+    /// they all share.
+    fn send(
+        self,
+        inner: &Inner,
+        keys: &[Vec<u8>],
+    ) -> impl Future<Output = Result<Vec<Result<Self::Answer, StoreError>>, StoreError>> + Send;
+}
+
+/// Verify (one `MGET`) and close (one `DEL`).
 #[derive(Clone, Copy)]
 enum Batched {
-    /// Verify: one `MGET`.
     Exists,
-    /// Close: one `DEL`.
     Delete,
+}
+
+impl Coalesced for Batched {
+    type Answer = bool;
+
+    fn queue(self, inner: &Inner) -> &Queue<bool> {
+        match self {
+            Self::Exists => &inner.verifying,
+            Self::Delete => &inner.closing,
+        }
+    }
+
+    fn sent_when_abandoned(self) -> bool {
+        matches!(self, Self::Delete)
+    }
+
+    async fn send(
+        self,
+        inner: &Inner,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Result<bool, StoreError>>, StoreError> {
+        let answers = match self {
+            Self::Exists => {
+                if let Some(sizes) = &inner.batch_sizes {
+                    sizes.observe(keys.len() as f64);
+                }
+                inner.lookup(keys).await?
+            }
+            Self::Delete => {
+                inner.delete_all(keys).await?;
+                vec![true; keys.len()]
+            }
+        };
+        Ok(answers.into_iter().map(Ok).collect())
+    }
+}
+
+/// Reads (`/auth`, introspect): one pipeline of `GET` and `TTL` per key, each answered on its
+/// own (an error reply for one key fails that call only).
+#[derive(Clone, Copy)]
+struct Reads;
+
+impl Coalesced for Reads {
+    type Answer = Option<Stored>;
+
+    fn queue(self, inner: &Inner) -> &Queue<Option<Stored>> {
+        &inner.reading
+    }
+
+    fn sent_when_abandoned(self) -> bool {
+        false
+    }
+
+    async fn send(
+        self,
+        inner: &Inner,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<Result<Option<Stored>, StoreError>>, StoreError> {
+        let mut pipe = redis::Pipeline::with_capacity(keys.len() * 2);
+        pipe.ignore_errors();
+        for key in keys {
+            pipe.cmd("GET").arg(key).cmd("TTL").arg(key);
+        }
+        let replies: Vec<redis::Value> = inner.query(Request::Pipeline(&pipe)).await?;
+        if replies.len() != keys.len() * 2 {
+            return Err(StoreError::Unexpected(format!(
+                "a pipeline reading {} keys answered {} replies",
+                keys.len(),
+                replies.len()
+            )));
+        }
+        Ok(replies
+            .chunks_exact(2)
+            .map(|pair| read_reply(&pair[0], &pair[1]))
+            .collect())
+    }
+}
+
+/// One key's `GET` and `TTL` replies, as a session or its own failure.
+fn read_reply(get: &redis::Value, ttl: &redis::Value) -> Result<Option<Stored>, StoreError> {
+    fn parse<T: FromRedisValue>(reply: &redis::Value) -> Result<T, StoreError> {
+        if let redis::Value::ServerError(err) = reply {
+            return Err(StoreError::Redis(err.clone().into()));
+        }
+        redis::from_redis_value_ref(reply).map_err(|err| StoreError::Redis(err.into()))
+    }
+    Ok(identity::stored(parse(get)?, parse(ttl)?))
 }
 
 /// The connection and what is sent on it.
@@ -67,9 +174,11 @@ pub struct Inner {
     /// Held while connecting; the last failed connect.
     connecting: tokio::sync::Mutex<Option<(Instant, String)>>,
     /// Verify calls waiting for the next `MGET`.
-    verifying: Queue,
+    verifying: Queue<bool>,
     /// Close calls waiting for the next `DEL`.
-    closing: Queue,
+    closing: Queue<bool>,
+    /// Reads waiting for the next pipeline of `GET` and `TTL`.
+    reading: Queue<Option<Stored>>,
     /// Set once `MGET` was refused: the `EXISTS` path answers from then on.
     mget_refused: AtomicBool,
     /// Where the size of each coalesced batch is observed.
@@ -102,6 +211,7 @@ impl RedisStore {
                 connecting: tokio::sync::Mutex::new(None),
                 verifying: Queue::default(),
                 closing: Queue::default(),
+                reading: Queue::default(),
                 mget_refused: AtomicBool::new(false),
                 batch_sizes: None,
             }),
@@ -224,21 +334,14 @@ impl Inner {
 }
 
 impl Inner {
-    fn queue(&self, kind: Batched) -> &Queue {
-        match kind {
-            Batched::Exists => &self.verifying,
-            Batched::Delete => &self.closing,
-        }
-    }
-
     /// Sends a queue's waiting calls as one command and answers each, then the calls that
     /// arrived while it was in flight as the next one, until none wait (`coalesce.rs`).
-    async fn flush(self: Arc<Self>, kind: Batched) {
+    async fn flush<K: Coalesced>(self: Arc<Self>, kind: K) {
         loop {
             // Behind the tasks already woken (the first time by being spawned): the calls
             // they make join this batch.
             tokio::task::yield_now().await;
-            let Some(batch) = self.queue(kind).next_batch() else {
+            let Some(batch) = kind.queue(&self).next_batch() else {
                 return;
             };
             self.send_batch(kind, batch).await;
@@ -247,36 +350,20 @@ impl Inner {
 
     /// One coalesced command, within the store timeout (a hung Redis must not hold the
     /// batch, or its connection, forever), and the answer to each of its calls.
-    async fn send_batch(&self, kind: Batched, batch: Vec<Waiting>) {
-        let (keys, answers): (Vec<Vec<u8>>, Vec<_>) = match kind {
-            Batched::Exists => {
-                if let Some(sizes) = &self.batch_sizes {
-                    sizes.observe(batch.len() as f64);
-                }
-                // Callers that gave up (their own timeout) are not asked about. A close is
-                // sent even so: it was asked for, and its caller was told the outcome is
-                // unknown.
-                batch
-                    .into_iter()
-                    .filter(|(_, answer)| !answer.is_closed())
-                    .unzip()
-            }
-            Batched::Delete => batch.into_iter().unzip(),
+    async fn send_batch<K: Coalesced>(&self, kind: K, batch: Vec<Waiting<K::Answer>>) {
+        let (keys, answers): (Vec<Vec<u8>>, Vec<_>) = if kind.sent_when_abandoned() {
+            batch.into_iter().unzip()
+        } else {
+            batch
+                .into_iter()
+                .filter(|(_, answer)| !answer.is_closed())
+                .unzip()
         };
         if keys.is_empty() {
             return;
         }
         let started = Instant::now();
-        let sent = async {
-            match kind {
-                Batched::Exists => self.lookup(&keys).await,
-                Batched::Delete => self
-                    .delete_all(&keys)
-                    .await
-                    .map(|()| vec![true; keys.len()]),
-            }
-        };
-        let outcome = match tokio::time::timeout(self.timeout, sent).await {
+        let outcome = match tokio::time::timeout(self.timeout, kind.send(self, &keys)).await {
             Ok(outcome) => outcome,
             Err(_) => {
                 self.forget_if_older(started, &"a batched command timed out on it");
@@ -298,12 +385,12 @@ impl Inner {
 
     /// Joins `kind`'s queue (starting a flush task when fewer than two run) and waits for
     /// the answer.
-    async fn batched(
+    async fn batched<K: Coalesced>(
         self: &Arc<Self>,
-        kind: Batched,
+        kind: K,
         key: &SessionKey,
-    ) -> Result<bool, StoreError> {
-        let (answered, start) = self.queue(kind).join(self.key(key));
+    ) -> Result<K::Answer, StoreError> {
+        let (answered, start) = kind.queue(self).join(self.key(key));
         if start {
             tokio::spawn(self.clone().flush(kind));
         }
@@ -382,6 +469,11 @@ impl Exec for RedisStore {
 
     async fn run<T: FromRedisValue + Send>(&self, request: Request<'_>) -> Result<T, StoreError> {
         self.query(request).await
+    }
+
+    /// Joins the reads waiting for the next pipeline of `GET` and `TTL`.
+    async fn read_session(&self, key: &SessionKey) -> Result<Option<Stored>, StoreError> {
+        self.inner.batched(Reads, key).await
     }
 }
 
