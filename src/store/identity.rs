@@ -206,10 +206,9 @@ async fn set_nx<E: Exec>(
     Ok(reply.is_some())
 }
 
-/// Queues `GET` and `TTL` of one session on `pipe`.
-fn get_and_ttl(pipe: &mut redis::Pipeline, prefix: &str, key: &SessionKey) {
-    let name = session_key(prefix, key);
-    pipe.cmd("GET").arg(&name).cmd("TTL").arg(&name);
+/// Queues `GET` and `TTL` of one session (its full key name) on `pipe`.
+pub(super) fn get_and_ttl(pipe: &mut redis::Pipeline, name: &[u8]) {
+    pipe.cmd("GET").arg(name).cmd("TTL").arg(name);
 }
 
 /// A session read by [`get_and_ttl`]: `None` when it is gone (no value, or TTL -2 because
@@ -260,7 +259,7 @@ pub async fn create_with<E: Exec>(
 /// `GET` and `TTL` of one key, in one round trip.
 pub async fn read<E: Exec>(exec: &E, key: &SessionKey) -> Result<Option<Stored>, StoreError> {
     let mut pipe = redis::pipe();
-    get_and_ttl(&mut pipe, exec.prefix(), key);
+    get_and_ttl(&mut pipe, &session_key(exec.prefix(), key));
     let (value, ttl): (Option<String>, i64) = exec.run(Request::Pipeline(&pipe)).await?;
     Ok(stored(value, ttl))
 }
@@ -312,7 +311,7 @@ pub async fn list<E: Exec>(
     let read: Vec<Option<Stored>> = if E::ONE_NODE {
         let mut pipe = redis::pipe();
         for key in &keys {
-            get_and_ttl(&mut pipe, exec.prefix(), key);
+            get_and_ttl(&mut pipe, &session_key(exec.prefix(), key));
         }
         let replies: Vec<(Option<String>, i64)> = if keys.is_empty() {
             Vec::new()

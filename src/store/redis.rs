@@ -135,7 +135,7 @@ impl Coalesced for Reads {
         let mut pipe = redis::Pipeline::with_capacity(keys.len() * 2);
         pipe.ignore_errors();
         for key in keys {
-            pipe.cmd("GET").arg(key).cmd("TTL").arg(key);
+            identity::get_and_ttl(&mut pipe, key);
         }
         let replies: Vec<redis::Value> = inner.query(Request::Pipeline(&pipe)).await?;
         if replies.len() != keys.len() * 2 {
