@@ -382,13 +382,15 @@ def check_nginx(out: str | None, local_version: str | None) -> None:
         local_version = ".".join(str(x) for x in nginx_version(local_version or "") if x != math.inf)
         if nginx_version(local_version) < NGINX_RESOLVE:
             line = re.compile(rf"server sessiond:{port} resolve((?: [^;]*)?);")
-            if len(line.findall(conf)) != 1:
+            found = line.findall(conf)
+            if len(found) != 1:
                 fail(f"deploy/nginx.conf: expected exactly one {line.pattern!r} to stand in for")
             # The stand-in keeps the server's other parameters (fail_timeout), so nginx -t
             # checks them too.
-            rendered = line.sub(lambda m: NGINX_STAND_IN.format(port=port)[:-1] + m.group(1) + ";", conf, count=1)
+            stand_in = NGINX_STAND_IN.format(port=port).removesuffix(";") + (found[0] if found else "") + ";"
+            rendered = line.sub(lambda _: stand_in, conf, count=1)
             summary += (f"; the local nginx {local_version} predates `resolve`: "
-                        f"{out} tests {NGINX_STAND_IN.format(port=port)!r} in its place")
+                        f"{out} tests {stand_in!r} in its place")
         Path(out).write_text(rendered)
     done(summary)
 
