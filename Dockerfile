@@ -61,6 +61,10 @@ LABEL org.opencontainers.image.title="sessiond" \
       org.opencontainers.image.source="https://git.example.com/platform/sessiond"
 COPY --from=builder /out/sessiond /usr/local/bin/sessiond
 ENV SESSIOND_LISTEN=0.0.0.0:8080
+# The build already keeps mimalloc from asking for transparent huge pages; on a host whose THP
+# mode is "always" the kernel would still back its memory with 2 MiB pages. This turns THP off
+# for the process whatever the host's mode (docs/OPERATING.md, "Memory").
+ENV MIMALLOC_ALLOW_THP=0
 # Numeric uid:gid (distroless "nonroot", 65532) so Kubernetes' runAsNonRoot can verify it.
 USER 65532:65532
 EXPOSE 8080

@@ -10,6 +10,7 @@ use sessiond::http::{health, server, shutdown};
 use sessiond::telemetry;
 
 /// mimalloc rather than glibc's malloc: less CPU per request (docs/BENCHMARKS.md, round two).
+/// Built without transparent huge pages (`no_thp` in Cargo.toml): idle connections stay small.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
