@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{RedisServer, TestApp, spawn_app};
+use common::{RedisServer, TestApp, sha256_hex, spawn_app};
 use http_body_util::Full;
 use hyper::{Request, StatusCode};
 use serde_json::Value;
@@ -22,14 +22,6 @@ async fn app_with_keys(redis: &RedisServer) -> TestApp {
         ("SESSIOND_API_KEYS", &keys),
     ])
     .await
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 async fn post_with(

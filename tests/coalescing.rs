@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::relay::Relay;
-use common::{RedisServer, spawn_app, spawn_redis_app};
+use common::{RedisServer, sha256_hex, spawn_app, spawn_redis_app};
 use serde_json::json;
 
 fn commandstat(redis: &RedisServer, command: &str) -> u64 {
@@ -243,12 +243,7 @@ async fn concurrent_reads_each_get_their_own_session_and_a_bad_key_fails_only_it
     }
     // A token whose key holds a list: GET on it is a WRONGTYPE error reply.
     let bad = "5a0a6f3e-0f57-4a55-8f2c-6a1f0e1c2d3b";
-    let bad_key = {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(bad.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("sessiond:{hex}")
-    };
+    let bad_key = format!("sessiond:{}", sha256_hex(bad));
     let _: i64 = redis::cmd("RPUSH")
         .arg(&bad_key)
         .arg("not a session")

@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::sha256_hex;
 use redis::{ConnectionLike, FromRedisValue};
 use serde_json::{Value, json};
 use sessiond::metrics::Metrics;
@@ -19,7 +20,6 @@ use sessiond::store::key::{SessionKey, SubjectKey};
 use sessiond::store::{
     ClusterStore, IndexEntry, MemoryStore, RedisStore, SentinelStore, SessionStore,
 };
-use sha2::{Digest, Sha256};
 
 /// Every store key this file writes starts with this (and the ACL users may touch only it).
 const PREFIX: &str = "identity:";
@@ -40,13 +40,6 @@ fn limits() -> ExpiryLimits {
 
 fn sessions<S: SessionStore>(store: S) -> Sessions<S> {
     Sessions::new(store, limits(), STORE_TIMEOUT, Arc::new(Metrics::default()))
-}
-
-fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn session_key_name(token: &str) -> String {

@@ -10,11 +10,10 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::process::{json_body, post, start, stop_and_collect_logs};
-use common::{RedisServer, TestApp, spawn_redis_app};
+use common::{RedisServer, TestApp, sha256_hex, spawn_redis_app};
 use hyper::StatusCode;
 use redis::Commands;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 /// A token of the shape the service issues that it never issued.
 const NEVER_ISSUED: &str = "00890640-ec03-4663-82ce-456ea993807d";
@@ -29,13 +28,6 @@ const CLOSE_SESSIONS: &str = "session.close_sessions";
 
 /// The default `expires_in` of the service.
 const DEFAULT_EXPIRES_IN: u64 = 2_592_000;
-
-fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn now() -> u64 {
     std::time::SystemTime::now()

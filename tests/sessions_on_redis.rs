@@ -5,20 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RedisServer, spawn_app, spawn_redis_app};
+use common::{RedisServer, sha256_hex, spawn_app, spawn_redis_app};
 use hyper::StatusCode;
 use redis::Commands;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 const SEED_TOKEN: &str = "00890640-ec03-4663-82ce-456ea993807d";
-
-fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn seed(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR")))

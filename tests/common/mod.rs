@@ -61,6 +61,17 @@ fn redis_server_binary() -> PathBuf {
     );
 }
 
+/// The SHA-256 of `s` in lower-case hex: how a token is kept (its Redis key after the prefix,
+/// its session id) and how an API key's hash is written. Computed here, not by sessiond's own
+/// code, so the tests check the format rather than repeat it.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
